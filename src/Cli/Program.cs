@@ -1,0 +1,1 @@
+namespace Microsoft.ML.TaskVectors.Cli; public static class Program { public static int Main(string[] args) => 0; }
