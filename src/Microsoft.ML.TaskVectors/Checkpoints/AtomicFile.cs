@@ -1,0 +1,62 @@
+namespace Microsoft.ML.TaskVectors.Checkpoints;
+
+/// <summary>
+/// Writes a file so that readers see either the old file or the complete new one: data goes to a
+/// temporary file in the same folder, which replaces the target only when complete.
+/// </summary>
+public sealed class AtomicFile : IDisposable
+{
+    private readonly string _tempPath;
+    private bool _committed;
+
+    private AtomicFile(string path, string tempPath, FileStream stream)
+    {
+        Path = path;
+        _tempPath = tempPath;
+        Stream = stream;
+    }
+
+    /// <summary>The final path.</summary>
+    public string Path { get; }
+
+    /// <summary>The stream to write to (a temporary file until <see cref="Commit"/>).</summary>
+    public FileStream Stream { get; }
+
+    /// <summary>Starts writing <paramref name="path"/>; its folder is created when missing.</summary>
+    public static AtomicFile Create(string path)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        var dir = System.IO.Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        var temp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        return new AtomicFile(full, temp, stream);
+    }
+
+    /// <summary>Writes a whole file atomically.</summary>
+    public static void Write(string path, Action<Stream> write)
+    {
+        using var file = Create(path);
+        write(file.Stream);
+        file.Commit();
+    }
+
+    /// <summary>Flushes the data to disk and moves it into place.</summary>
+    public void Commit()
+    {
+        ObjectDisposedException.ThrowIf(_committed, this);
+        Stream.Flush(flushToDisk: true);
+        Stream.Dispose();
+        File.Move(_tempPath, Path, overwrite: true);
+        _committed = true;
+    }
+
+    /// <summary>Discards the temporary file unless committed.</summary>
+    public void Dispose()
+    {
+        if (_committed) return;
+        Stream.Dispose();
+        try { File.Delete(_tempPath); } catch (IOException) { }
+        _committed = true;
+    }
+}
