@@ -1,0 +1,29 @@
+namespace Microsoft.ML.TaskVectors.Merging;
+
+/// <summary>Options for <see cref="MergeMethods.Create"/>; each method reads the options it uses.</summary>
+public sealed class MergeMethodOptions
+{
+    /// <summary>
+    /// Scaling coefficient λ for task arithmetic, TIES, DARE and negation; null uses each method's
+    /// own default (task arithmetic 0.3, TIES 1.0, negation 1.0).
+    /// </summary>
+    public double? Lambda { get; set; }
+
+    /// <summary>TIES: fraction of entries kept per task, in (0, 1]. Default 0.2.</summary>
+    public double K { get; set; } = 0.2;
+
+    /// <summary>TIES: global or per-tensor magnitude ranking. Default global.</summary>
+    public TiesRanking Ranking { get; set; } = TiesRanking.Global;
+
+    /// <summary>TIES: disjoint mean or disjoint sum. Default disjoint mean.</summary>
+    public TiesAggregation Aggregation { get; set; } = TiesAggregation.DisjointMean;
+
+    /// <summary>DARE: drop probability, in [0, 1). Default 0.5.</summary>
+    public double P { get; set; } = 0.5;
+
+    /// <summary>DARE: seed of the drop masks. Default 0.</summary>
+    public long Seed { get; set; }
+
+    /// <summary>TSV-M: scaling coefficient α. Default 1.0.</summary>
+    public double Alpha { get; set; } = 1.0;
+}
