@@ -56,7 +56,7 @@ public sealed class TaskVector : IDisposable
             var f = Checkpoint.Open(finetunedPath);
             try
             {
-                return FromCheckpoints(b, f, filter, name ?? DefaultName(finetunedPath), ownsCheckpoints: true);
+                return FromCheckpoints(b, f, filter, name ?? NameFromPath(finetunedPath), ownsCheckpoints: true);
             }
             catch
             {
@@ -98,7 +98,7 @@ public sealed class TaskVector : IDisposable
                 + string.Join("\n  ", problems));
         if (selectedBase.Length == 0)
             throw new ArgumentException($"No tensor of {@base.Location} passes the tensor filter (include: {string.Join(", ", filter.Include)}; exclude: {string.Join(", ", filter.Exclude)}).");
-        return new TaskVector(name ?? DefaultName(finetuned.Location), @base, finetuned, selectedBase, ownsCheckpoints);
+        return new TaskVector(name ?? NameFromPath(finetuned.Location), @base, finetuned, selectedBase, ownsCheckpoints);
     }
 
     /// <summary>Reads a stored task vector (a safetensors file of τ tensors, for example one written by <see cref="Save"/>).</summary>
@@ -110,7 +110,7 @@ public sealed class TaskVector : IDisposable
             var tensors = source.Tensors.Where((filter ?? TensorFilter.All).Matches).ToArray();
             if (tensors.Length == 0)
                 throw new CheckpointFormatException(path, "holds no floating-point tensor selected as a task vector.");
-            return new TaskVector(name ?? DefaultName(path), null, source, tensors, ownsCheckpoints: true);
+            return new TaskVector(name ?? NameFromPath(path), null, source, tensors, ownsCheckpoints: true);
         }
         catch
         {
@@ -119,7 +119,8 @@ public sealed class TaskVector : IDisposable
         }
     }
 
-    private static string DefaultName(string path)
+    /// <summary>A task name from a path: the file's stem, or the folder's name for a model folder's file.</summary>
+    public static string NameFromPath(string path)
     {
         var full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
         var file = Path.GetFileName(full);
