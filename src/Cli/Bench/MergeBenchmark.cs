@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.TaskVectors;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Cli.Bench;
+
+/// <summary>
+/// Merging N random task vectors of a ViT-sized model against simply reading the N+1 files: time,
+/// and peak resident memory above what the process held before the merge.
+/// </summary>
+internal static class MergeBenchmark
+{
+    public sealed record MethodResult(string Method, double Seconds, double RatioToRead, long PeakBytes, double PeakOverCheckpoint);
+
+    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, IReadOnlyList<MethodResult> Methods);
+
+    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods,
+        TextWriter log, CancellationToken cancellationToken)
+    {
+        var (basePath, finetuned) = EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
+        long checkpointBytes = layout.Sum(t => t.ByteLength);
+        var files = finetuned.Prepend(basePath).ToArray();
+
+        ReadAll(files, cancellationToken); // warm the page cache so reads and merges are compared alike
+        var read = Stopwatch.StartNew();
+        ReadAll(files, cancellationToken);
+        double readSeconds = read.Elapsed.TotalSeconds;
+        log.WriteLine($"read {files.Length} files ({files.Length * checkpointBytes / 1e9:F2} GB): {readSeconds:F2} s");
+
+        var results = new List<MethodResult>();
+        var output = Path.Combine(workDirectory, "merged.safetensors");
+        foreach (var name in methods)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            long before = ProcessMemory.Resident;
+            ProcessMemory.ResetPeak();
+            var watch = Stopwatch.StartNew();
+            using (var @base = Checkpoint.Open(basePath))
+            {
+                var fts = finetuned.Select(Checkpoint.Open).ToArray();
+                try
+                {
+                    using var pool = TaskVectorPool.FromCheckpoints(@base, fts);
+                    ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(name), output, cancellationToken: cancellationToken);
+                }
+                finally
+                {
+                    foreach (var f in fts) f.Dispose();
+                }
+            }
+            double seconds = watch.Elapsed.TotalSeconds;
+            long peak = Math.Max(0, ProcessMemory.Peak - before);
+            var r = new MethodResult(name, seconds, seconds / readSeconds, peak, peak / (double)checkpointBytes);
+            results.Add(r);
+            log.WriteLine($"{name}: {seconds:F2} s ({r.RatioToRead:F2}× read), peak +{peak / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
+        }
+        File.Delete(output);
+        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, readSeconds, results);
+    }
+
+    private static void ReadAll(IEnumerable<string> files, CancellationToken cancellationToken)
+    {
+        foreach (var file in files)
+        {
+            using var c = Checkpoint.Open(file);
+            foreach (var t in c.Tensors)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                c.ReadFloat32(t.Name).Dispose();
+            }
+        }
+    }
+
+    private static (string Base, string[] Finetuned) EnsureCheckpoints(string dir, int tasks, IReadOnlyList<TensorInfo> layout, TextWriter log,
+        CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(dir);
+        var basePath = Path.Combine(dir, "base.safetensors");
+        var finetuned = Enumerable.Range(0, tasks).Select(t => Path.Combine(dir, $"ft{t}.safetensors")).ToArray();
+        long seed = 0;
+        foreach (var path in finetuned.Prepend(basePath))
+        {
+            if (Fits(path, layout)) { seed++; continue; }
+            log.WriteLine($"writing random checkpoint {path}");
+            bool isBase = path == basePath;
+            using var writer = SafetensorsWriter.Create(path, layout);
+            using var generator = new Generator((ulong)(seed++ + 1));
+            foreach (var info in layout)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                // Fine-tuned = base + small noise, so task vectors look like real ones (small, dense).
+                using var baseGenerator = new Generator(StableHashSeed(info.Name));
+                var value = randn(info.Shape, generator: baseGenerator).mul_(0.02);
+                if (!isBase) value.add_(randn(info.Shape, generator: generator).mul_(1e-3));
+                writer.Write(info.Name, value);
+            }
+            writer.Commit();
+        }
+        return (basePath, finetuned);
+    }
+
+    private static ulong StableHashSeed(string name) => (ulong)StableHash.Seed(0, name);
+
+    private static bool Fits(string path, IReadOnlyList<TensorInfo> layout)
+    {
+        if (!File.Exists(path)) return false;
+        try
+        {
+            using var c = SafetensorsReader.Open(path);
+            return c.Tensors.Count == layout.Count && c.Tensors.Zip(layout).All(p => p.First.Name == p.Second.Name && p.First.HasSameLayout(p.Second));
+        }
+        catch (CheckpointFormatException)
+        {
+            return false;
+        }
+    }
+
+    public static string ToJson(Result r) => JsonSerializer.Serialize(new
+    {
+        benchmark = "merge",
+        tasks = r.Tasks,
+        parameters = r.Parameters,
+        checkpoint_bytes = r.CheckpointBytes,
+        read_seconds = r.ReadSeconds,
+        methods = r.Methods.ToDictionary(m => m.Method, m => new
+        {
+            seconds = m.Seconds,
+            ratio_to_read = m.RatioToRead,
+            peak_bytes = m.PeakBytes,
+            peak_over_checkpoint = m.PeakOverCheckpoint,
+        }),
+        threads = get_num_threads(),
+        processors = Environment.ProcessorCount,
+        machine = string.Create(CultureInfo.InvariantCulture, $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {Environment.ProcessorCount} cores"),
+    });
+}

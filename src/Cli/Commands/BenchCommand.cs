@@ -1,0 +1,53 @@
+using System.CommandLine;
+using Microsoft.ML.TaskVectors.Cli.Bench;
+using Microsoft.ML.TaskVectors.Merging;
+
+namespace Microsoft.ML.TaskVectors.Cli.Commands;
+
+// Inside Microsoft.ML.*, the namespace Microsoft.ML.Command would hide System.CommandLine.Command.
+using Command = System.CommandLine.Command;
+
+/// <summary><c>taskvectors bench</c>: performance measurements that are not tests.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("bench", "Benchmarks (results go in docs/benchmarks.md).");
+        command.Subcommands.Add(CreateMerge());
+        return command;
+    }
+
+    private static Command CreateMerge()
+    {
+        var tasks = new Option<int>("--tasks") { Description = "Number of task vectors.", DefaultValueFactory = _ => 8 };
+        var width = new Option<int>("--width") { Description = "Transformer width (768 for ViT-B/32).", DefaultValueFactory = _ => 768 };
+        var layers = new Option<int>("--layers") { Description = "Transformer layers (12 for ViT-B/32).", DefaultValueFactory = _ => 12 };
+        var methods = new Option<string[]>("--methods")
+        {
+            Description = "Merge methods to time.",
+            AllowMultipleArgumentsPerToken = true,
+            DefaultValueFactory = _ => [MergeMethods.TaskArithmeticName, MergeMethods.TiesName, MergeMethods.DareTiesName, MergeMethods.TsvName],
+        };
+        var work = new Option<string>("--work")
+        {
+            Description = "Folder for the random checkpoints (kept and reused between runs).",
+            DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "taskvectors-bench-merge"),
+        };
+        var command = new Command("merge", "Merge N random task vectors of a ViT-sized model; compare with reading the N+1 files.")
+        {
+            tasks, width, layers, methods, work,
+        };
+        command.SetAction((result, cancellationToken) =>
+        {
+            var n = result.GetValue(tasks);
+            if (n < 1) throw new ArgumentException($"--tasks must be at least 1 (got {n}).");
+            foreach (var m in result.GetValue(methods)!)
+                if (!MergeMethods.Names.Contains(m)) throw new ArgumentException($"--methods: unknown method '{m}'; valid: {string.Join(", ", MergeMethods.Names)}.");
+            var layout = VitLayout.Vision(result.GetValue(width), result.GetValue(layers));
+            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!, Console.Out, cancellationToken);
+            Console.WriteLine(MergeBenchmark.ToJson(r));
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+}

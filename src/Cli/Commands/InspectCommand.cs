@@ -1,0 +1,105 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.TaskVectors;
+using Spectre.Console;
+
+namespace Microsoft.ML.TaskVectors.Cli.Commands;
+
+// Inside Microsoft.ML.*, the namespace Microsoft.ML.Command would hide System.CommandLine.Command.
+using Command = System.CommandLine.Command;
+
+/// <summary><c>taskvectors inspect</c>: the tensors of checkpoints and, against a base, their task vectors' statistics.</summary>
+internal static class InspectCommand
+{
+    public static Command Create()
+    {
+        var files = new Argument<string[]>("files") { Description = "Checkpoints (.safetensors files, shard indexes or model folders).", Arity = ArgumentArity.OneOrMore };
+        var @base = new Option<string?>("--base") { Description = "Base checkpoint: also report task-vector norms, sparsity and the cosine-similarity matrix." };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of tables." };
+        var selection = new TensorSelectionOptions();
+        var command = new Command("inspect", "List the tensors of checkpoints; with --base, compare their task vectors.") { files, @base, json };
+        selection.AddTo(command);
+        command.SetAction((result, cancellationToken) =>
+        {
+            Run(result.GetValue(files)!, result.GetValue(@base), selection.Read(result), result.GetValue(json), cancellationToken);
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    public static void Run(IReadOnlyList<string> paths, string? basePath, TensorFilter filter, bool json, CancellationToken cancellationToken)
+    {
+        var checkpoints = new List<Checkpoint>();
+        try
+        {
+            foreach (var p in paths) checkpoints.Add(Checkpoint.Open(p));
+            TaskVectorStatistics? stats = null;
+            if (basePath is not null)
+            {
+                using var @base = Checkpoint.Open(basePath);
+                var names = TensorSelectionOptions.TaskNames(paths);
+                using var pool = new TaskVectorPool(checkpoints.Select((c, i) => TaskVector.FromCheckpoints(@base, c, filter, names[i])).ToArray());
+                stats = CliProgress.Run(progress =>
+                    TaskVectorStatistics.Compute(pool, progress: new Forward(progress), cancellationToken: cancellationToken));
+            }
+            if (json) PrintJson(checkpoints, stats);
+            else PrintTables(checkpoints, stats);
+        }
+        finally
+        {
+            foreach (var c in checkpoints) c.Dispose();
+        }
+    }
+
+    private static void PrintTables(List<Checkpoint> checkpoints, TaskVectorStatistics? stats)
+    {
+        foreach (var c in checkpoints)
+        {
+            var table = new Table().Title(Markup.Escape(c.Location)).AddColumns("tensor", "dtype", "shape", "parameters");
+            foreach (var t in c.Tensors)
+                table.AddRow(Markup.Escape(t.Name), t.DType.ToSafetensorsName(), t.ShapeText, t.ElementCount.ToString("N0", CultureInfo.InvariantCulture));
+            table.Caption($"{c.Tensors.Count} tensors, {c.Tensors.Sum(t => t.ElementCount):N0} parameters");
+            AnsiConsole.Write(table);
+        }
+        if (stats is null) return;
+        var summary = new Table().Title("task vectors").AddColumns("task", "L2 norm", "sparsity");
+        for (int i = 0; i < stats.TaskNames.Count; i++)
+            summary.AddRow(Markup.Escape(stats.TaskNames[i]), stats.Norms[i].ToString("G6", CultureInfo.InvariantCulture), stats.Sparsity[i].ToString("P2", CultureInfo.InvariantCulture));
+        AnsiConsole.Write(summary);
+        var cosine = new Table().Title("cosine similarity").AddColumn("");
+        foreach (var name in stats.TaskNames) cosine.AddColumn(Markup.Escape(name));
+        for (int i = 0; i < stats.TaskNames.Count; i++)
+            cosine.AddRow(new[] { Markup.Escape(stats.TaskNames[i]) }
+                .Concat(Enumerable.Range(0, stats.TaskNames.Count).Select(j => stats.CosineSimilarity[i, j].ToString("F4", CultureInfo.InvariantCulture))).ToArray());
+        AnsiConsole.Write(cosine);
+    }
+
+    private static void PrintJson(List<Checkpoint> checkpoints, TaskVectorStatistics? stats)
+    {
+        var n = stats?.TaskNames.Count ?? 0;
+        var document = new
+        {
+            checkpoints = checkpoints.Select(c => new
+            {
+                path = c.Location,
+                tensors = c.Tensors.Select(t => new { name = t.Name, dtype = t.DType.ToSafetensorsName(), shape = t.Shape }),
+            }),
+            task_vectors = stats is null ? null : new
+            {
+                tasks = stats.TaskNames,
+                parameters = stats.ParameterCount,
+                norms = stats.Norms,
+                sparsity = stats.Sparsity,
+                cosine = Enumerable.Range(0, n).Select(i => Enumerable.Range(0, n).Select(j => stats.CosineSimilarity[i, j]).ToArray()).ToArray(),
+            },
+        };
+        Console.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    private sealed class Forward(IProgress<(string, double)> inner) : IProgress<double>
+    {
+        public void Report(double value) => inner.Report(("Statistics", value));
+    }
+}
