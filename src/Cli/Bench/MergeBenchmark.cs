@@ -96,7 +96,7 @@ internal static class MergeBenchmark
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 // Fine-tuned = base + small noise, so task vectors look like real ones (small, dense).
-                using var baseGenerator = new Generator(StableHashSeed(info.Name));
+                using var baseGenerator = new Generator(StableHash.Seed(0, info.Name));
                 var value = randn(info.Shape, generator: baseGenerator).mul_(0.02);
                 if (!isBase) value.add_(randn(info.Shape, generator: generator).mul_(1e-3));
                 writer.Write(info.Name, value);
@@ -105,8 +105,6 @@ internal static class MergeBenchmark
         }
         return (basePath, finetuned);
     }
-
-    private static ulong StableHashSeed(string name) => (ulong)StableHash.Seed(0, name);
 
     private static bool Fits(string path, IReadOnlyList<TensorInfo> layout)
     {

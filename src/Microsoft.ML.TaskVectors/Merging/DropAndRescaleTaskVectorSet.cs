@@ -1,4 +1,3 @@
-using System.Text;
 using Microsoft.ML.TaskVectors.TaskVectors;
 using TorchSharp;
 
@@ -46,38 +45,9 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
             return tau.MoveToOuterDisposeScope();
         }
 
-        using var generator = new torch.Generator(MaskSeed(Seed, task, tensorName), torch.CPU);
+        using var generator = new torch.Generator(StableHash.Seed(Seed, tensorName, task), torch.CPU);
         var uniform = torch.rand(tau.shape, torch.ScalarType.Float32, torch.CPU, generator: generator);
         var result = tau.mul(1.0 / (1.0 - P)).masked_fill(uniform.lt(P), 0.0f);
         return result.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>The generator seed of one (task, tensor) pair: SplitMix64 mixing of (seed, task, FNV-1a(name)).</summary>
-    internal static ulong MaskSeed(long seed, int task, string tensorName)
-    {
-        ulong h = SplitMix64((ulong)seed);
-        h = SplitMix64(h ^ (ulong)(uint)task);
-        return SplitMix64(h ^ Fnv1a64(tensorName));
-    }
-
-    /// <summary>64-bit FNV-1a over the UTF-8 bytes of <paramref name="text"/> (stable across processes and platforms).</summary>
-    internal static ulong Fnv1a64(string text)
-    {
-        ulong hash = 0xcbf29ce484222325UL;
-        foreach (byte b in Encoding.UTF8.GetBytes(text))
-        {
-            hash ^= b;
-            hash *= 0x100000001b3UL;
-        }
-
-        return hash;
-    }
-
-    private static ulong SplitMix64(ulong x)
-    {
-        x += 0x9E3779B97F4A7C15UL;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
-        return x ^ (x >> 31);
     }
 }

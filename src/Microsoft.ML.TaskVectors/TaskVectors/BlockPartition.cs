@@ -114,7 +114,7 @@ public sealed class BlockPartition
     {
         if (Granularity != BlockGranularity.RandomPartitions) return null;
         BlocksOf(tensorName);
-        using var generator = new TorchSharp.torch.Generator((ulong)StableHash.Seed(Seed, tensorName));
+        using var generator = new TorchSharp.torch.Generator(StableHash.Seed(Seed, tensorName));
         return randint(0, PartsPerTensor, shape, dtype: ScalarType.Int64, generator: generator);
     }
 }

@@ -3,29 +3,33 @@ using System.Text;
 namespace Microsoft.ML.TaskVectors.TaskVectors;
 
 /// <summary>
-/// FNV-1a over UTF-8, for seeds derived from tensor names: unlike string.GetHashCode it is the same
-/// in every process, so seeded results are reproducible across runs.
+/// Seeds derived from a user seed, a tensor name and an index. Unlike string.GetHashCode these are
+/// the same in every process, so seeded results (DARE masks, random partitions) are reproducible.
 /// </summary>
 public static class StableHash
 {
-    /// <summary>64-bit FNV-1a hash of <paramref name="text"/>.</summary>
+    /// <summary>64-bit FNV-1a hash of the UTF-8 bytes of <paramref name="text"/>.</summary>
     public static ulong Fnv1a(string text)
     {
-        ulong h = 14695981039346656037UL;
+        ulong h = 0xcbf29ce484222325UL;
         foreach (var b in Encoding.UTF8.GetBytes(text))
         {
             h ^= b;
-            h *= 1099511628211UL;
+            h *= 0x100000001b3UL;
         }
         return h;
     }
 
-    /// <summary>A non-negative seed combining a user seed with parts such as a task index and a tensor name.</summary>
-    public static long Seed(long seed, params object[] parts)
+    /// <summary>SplitMix64's finaliser: spreads nearby inputs (seeds 0, 1, 2 …) over all 64 bits.</summary>
+    public static ulong Mix(ulong x)
     {
-        ulong h = Fnv1a(seed.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        foreach (var p in parts)
-            h = (h ^ Fnv1a(Convert.ToString(p, System.Globalization.CultureInfo.InvariantCulture) ?? "")) * 1099511628211UL;
-        return (long)(h & long.MaxValue);
+        x += 0x9E3779B97F4A7C15UL;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
+        return x ^ (x >> 31);
     }
+
+    /// <summary>A generator seed for (seed, index, name), for example (DARE seed, task, tensor name).</summary>
+    public static ulong Seed(long seed, string name, int index = 0) =>
+        Mix(Mix(Mix((ulong)seed) ^ (ulong)(uint)index) ^ Fnv1a(name));
 }

@@ -92,10 +92,10 @@ public class DareMergingTests
     public void TensorNameHash_IsFnv1a64()
     {
         // Published FNV-1a 64-bit test vectors.
-        Assert.That(DropAndRescaleTaskVectorSet.Fnv1a64(""), Is.EqualTo(0xcbf29ce484222325UL));
-        Assert.That(DropAndRescaleTaskVectorSet.Fnv1a64("a"), Is.EqualTo(0xaf63dc4c8601ec8cUL));
-        Assert.That(DropAndRescaleTaskVectorSet.Fnv1a64("foobar"), Is.EqualTo(0x85944171f73967e8UL));
-        Assert.That(DropAndRescaleTaskVectorSet.MaskSeed(0, 0, "x"), Is.Not.EqualTo(DropAndRescaleTaskVectorSet.MaskSeed(0, 1, "x")));
+        Assert.That(StableHash.Fnv1a(""), Is.EqualTo(0xcbf29ce484222325UL));
+        Assert.That(StableHash.Fnv1a("a"), Is.EqualTo(0xaf63dc4c8601ec8cUL));
+        Assert.That(StableHash.Fnv1a("foobar"), Is.EqualTo(0x85944171f73967e8UL));
+        Assert.That(StableHash.Seed(0, "x", 0), Is.Not.EqualTo(StableHash.Seed(0, "x", 1)));
     }
 
     [Test]
