@@ -1,9 +1,6 @@
 using System.CommandLine;
-using System.Runtime.CompilerServices;
 using Microsoft.ML.TaskVectors.Cli.Demo;
 using Spectre.Console;
-
-[assembly: InternalsVisibleTo("Microsoft.ML.TaskVectors.Tests")]
 
 namespace Microsoft.ML.TaskVectors.Cli.Commands;
 
