@@ -4,6 +4,9 @@ using Spectre.Console;
 
 namespace Microsoft.ML.TaskVectors.Cli.Commands;
 
+// Inside Microsoft.ML.*, the namespace Microsoft.ML.Command would hide System.CommandLine.Command.
+using Command = System.CommandLine.Command;
+
 /// <summary><c>taskvectors doctor</c>: what the tool runs on, and whether TorchSharp and ONNX Runtime load.</summary>
 internal static class DoctorCommand
 {
