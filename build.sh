@@ -39,7 +39,11 @@ case "$command" in
       failed=$(echo "$summary" | sed -E 's/Failed: +([0-9]+).*/\1/')
       passed=$(echo "$summary" | sed -E 's/.*Passed: +([0-9]+).*/\1/')
       skipped=$(echo "$summary" | sed -E 's/.*Skipped: +([0-9]+).*/\1/')
-      echo "tests: $passed passed, $failed failed, $skipped skipped"
+      if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        echo "tests: the run aborted (exit $status) after $passed passed"
+      else
+        echo "tests: $passed passed, $failed failed, $skipped skipped"
+      fi
     fi
     rm -rf "$results"
     exit "$status"

@@ -1,3 +1,4 @@
+using Microsoft.ML.TaskVectors.Runtime;
 using System.CommandLine;
 using System.Reflection;
 using Microsoft.ML.TaskVectors.Cli.Commands;
@@ -10,6 +11,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        NativeHeap.ConfigureForTensorWorkloads();
         try
         {
             // The default handler prints stack traces; failures are reported by ReportError instead.

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.TaskVectors.Checkpoints;
 using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 using static TorchSharp.torch;
 
@@ -18,50 +19,64 @@ internal static class MergeBenchmark
 
     public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, IReadOnlyList<MethodResult> Methods);
 
+    /// <summary>
+    /// Runs the benchmark: each measurement (reading the files, then each method) in a fresh child
+    /// process, as a user's command would run, with the files already in the page cache.
+    /// </summary>
     public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods,
-        TextWriter log, CancellationToken cancellationToken)
+        Func<string, string[], Measurement> runChild, TextWriter log, CancellationToken cancellationToken)
     {
-        var (basePath, finetuned) = EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
+        EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
         long checkpointBytes = layout.Sum(t => t.ByteLength);
-        var files = finetuned.Prepend(basePath).ToArray();
+        string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--measure", what];
 
-        ReadAll(files, cancellationToken); // warm the page cache so reads and merges are compared alike
-        var read = Stopwatch.StartNew();
-        ReadAll(files, cancellationToken);
-        double readSeconds = read.Elapsed.TotalSeconds;
-        log.WriteLine($"read {files.Length} files ({files.Length * checkpointBytes / 1e9:F2} GB): {readSeconds:F2} s");
-
+        runChild("read", Args("read")); // warms the page cache
+        var read = runChild("read", Args("read"));
+        log.WriteLine($"read {tasks + 1} files ({(tasks + 1) * checkpointBytes / 1e9:F2} GB): {read.Seconds:F2} s, peak +{read.PeakBytes / 1e6:F0} MB");
         var results = new List<MethodResult>();
-        var output = Path.Combine(workDirectory, "merged.safetensors");
         foreach (var name in methods)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            long before = ProcessMemory.Resident;
-            ProcessMemory.ResetPeak();
-            var watch = Stopwatch.StartNew();
-            using (var @base = Checkpoint.Open(basePath))
-            {
-                var fts = finetuned.Select(Checkpoint.Open).ToArray();
-                try
-                {
-                    using var pool = TaskVectorPool.FromCheckpoints(@base, fts);
-                    ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(name), output, cancellationToken: cancellationToken);
-                }
-                finally
-                {
-                    foreach (var f in fts) f.Dispose();
-                }
-            }
-            double seconds = watch.Elapsed.TotalSeconds;
-            long peak = Math.Max(0, ProcessMemory.Peak - before);
-            var r = new MethodResult(name, seconds, seconds / readSeconds, peak, peak / (double)checkpointBytes);
+            var m = runChild(name, Args(name));
+            var r = new MethodResult(name, m.Seconds, m.Seconds / read.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
             results.Add(r);
-            log.WriteLine($"{name}: {seconds:F2} s ({r.RatioToRead:F2}× read), peak +{peak / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
+            log.WriteLine($"{name}: {m.Seconds:F2} s ({r.RatioToRead:F2}× read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
+        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, results);
+    }
+
+    /// <summary>Time and peak resident memory above the process's size before the work.</summary>
+    public sealed record Measurement(double Seconds, long PeakBytes);
+
+    /// <summary>One measurement in this process: "read" (read the N+1 files) or a merge method's name.</summary>
+    public static Measurement Measure(string workDirectory, int tasks, string what, CancellationToken cancellationToken)
+    {
+        var basePath = Path.Combine(workDirectory, "base.safetensors");
+        var finetuned = Enumerable.Range(0, tasks).Select(t => Path.Combine(workDirectory, $"ft{t}.safetensors")).ToArray();
+        var output = Path.Combine(workDirectory, "merged.safetensors");
+        using (var warm = zeros(1)) { } // load libtorch before the baseline
+        long before = ProcessMemory.Resident;
+        ProcessMemory.ResetPeak();
+        var watch = Stopwatch.StartNew();
+        if (what == "read")
+            ReadAll(finetuned.Prepend(basePath), cancellationToken);
+        else
+        {
+            using var @base = Checkpoint.Open(basePath);
+            var fts = finetuned.Select(Checkpoint.Open).ToArray();
+            try
+            {
+                using var pool = TaskVectorPool.FromCheckpoints(@base, fts);
+                ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what), output, cancellationToken: cancellationToken);
+            }
+            finally
+            {
+                foreach (var f in fts) f.Dispose();
+            }
+        }
+        var result = new Measurement(watch.Elapsed.TotalSeconds, Math.Max(0, ProcessMemory.Peak - before));
         File.Delete(output);
-        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, readSeconds, results);
+        return result;
     }
 
     private static void ReadAll(IEnumerable<string> files, CancellationToken cancellationToken)
@@ -77,7 +92,7 @@ internal static class MergeBenchmark
         }
     }
 
-    private static (string Base, string[] Finetuned) EnsureCheckpoints(string dir, int tasks, IReadOnlyList<TensorInfo> layout, TextWriter log,
+    private static void EnsureCheckpoints(string dir, int tasks, IReadOnlyList<TensorInfo> layout, TextWriter log,
         CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(dir);
@@ -103,7 +118,6 @@ internal static class MergeBenchmark
             }
             writer.Commit();
         }
-        return (basePath, finetuned);
     }
 
     private static bool Fits(string path, IReadOnlyList<TensorInfo> layout)

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
 using Microsoft.ML.TaskVectors.Cli.Bench;
 using Microsoft.ML.TaskVectors.Merging;
 
@@ -33,9 +35,10 @@ internal static class BenchCommand
             Description = "Folder for the random checkpoints (kept and reused between runs).",
             DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "taskvectors-bench-merge"),
         };
+        var measure = new Option<string?>("--measure") { Hidden = true, Description = "Internal: one measurement in this process." };
         var command = new Command("merge", "Merge N random task vectors of a ViT-sized model; compare with reading the N+1 files.")
         {
-            tasks, width, layers, methods, work,
+            tasks, width, layers, methods, work, measure,
         };
         command.SetAction((result, cancellationToken) =>
         {
@@ -43,11 +46,33 @@ internal static class BenchCommand
             if (n < 1) throw new ArgumentException($"--tasks must be at least 1 (got {n}).");
             foreach (var m in result.GetValue(methods)!)
                 if (!MergeMethods.Names.Contains(m)) throw new ArgumentException($"--methods: unknown method '{m}'; valid: {string.Join(", ", MergeMethods.Names)}.");
+            if (result.GetValue(measure) is { } what)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(MergeBenchmark.Measure(result.GetValue(work)!, n, what, cancellationToken)));
+                return Task.FromResult(0);
+            }
             var layout = VitLayout.Vision(result.GetValue(width), result.GetValue(layers));
-            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!, Console.Out, cancellationToken);
+            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!.Distinct().ToArray(), RunChild, Console.Out, cancellationToken);
             Console.WriteLine(MergeBenchmark.ToJson(r));
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>Runs this tool again with <c>bench merge ARGS</c> and reads the measurement it prints last.</summary>
+    private static MergeBenchmark.Measurement RunChild(string what, string[] args)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        // Under `dotnet taskvectors.dll` the process is dotnet and the assembly comes first.
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+            start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
+        foreach (var a in new[] { "bench", "merge" }.Concat(args)) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var lines = process.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        process.WaitForExit();
+        if (process.ExitCode != 0 || lines.Length == 0)
+            throw new InvalidOperationException($"bench merge: measuring '{what}' failed (exit {process.ExitCode}): {stderr.Result.Trim()}");
+        return JsonSerializer.Deserialize<MergeBenchmark.Measurement>(lines[^1])!;
     }
 }

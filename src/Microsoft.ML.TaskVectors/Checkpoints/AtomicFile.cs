@@ -41,11 +41,14 @@ public sealed class AtomicFile : IDisposable
         file.Commit();
     }
 
-    /// <summary>Flushes the data to disk and moves it into place.</summary>
-    public void Commit()
+    /// <summary>
+    /// Moves the data into place. Readers never see a partial file; with <paramref name="durable"/>
+    /// the data is also forced to disk first (fsync), so it survives a power loss — slower for large files.
+    /// </summary>
+    public void Commit(bool durable = false)
     {
         ObjectDisposedException.ThrowIf(_committed, this);
-        Stream.Flush(flushToDisk: true);
+        Stream.Flush(flushToDisk: durable);
         Stream.Dispose();
         File.Move(_tempPath, Path, overwrite: true);
         _committed = true;

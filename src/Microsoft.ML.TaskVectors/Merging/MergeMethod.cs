@@ -49,19 +49,6 @@ public abstract class MergeMethod
         }
     }
 
-    /// <summary>Σt τt for one tensor, read task by task (float32, registered in the current dispose scope).</summary>
-    private protected static torch.Tensor SumOfTasks(string tensorName, ITaskVectorSet taskVectors)
-    {
-        var sum = taskVectors.Get(0, tensorName).to(torch.ScalarType.Float32);
-        for (int t = 1; t < taskVectors.Count; t++)
-        {
-            using var next = taskVectors.Get(t, tensorName);
-            sum.add_(next);
-        }
-
-        return sum;
-    }
-
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> unless <paramref name="value"/> is finite and ≥ 0.</summary>
     private protected static void RequireNonNegativeFinite(double value, string name)
     {

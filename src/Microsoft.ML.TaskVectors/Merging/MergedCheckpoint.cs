@@ -1,4 +1,5 @@
 using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 using static TorchSharp.torch;
 
@@ -15,6 +16,7 @@ public sealed class MergedCheckpoint : Checkpoint
     private readonly ITaskVectorSet _taskVectors;
     private readonly HashSet<string> _merged;
     private readonly Dictionary<string, string> _metadata;
+    private readonly NativeHeap.Guard _heap;
 
     /// <summary>
     /// Creates the view. <paramref name="method"/> must already be prepared on
@@ -35,6 +37,8 @@ public sealed class MergedCheckpoint : Checkpoint
         if (problems.Count > 0)
             throw new ArgumentException($"The task vectors do not fit base {@base.Location}:\n  " + string.Join("\n  ", problems), nameof(taskVectors));
         _merged = new HashSet<string>(taskVectors.TensorNames, StringComparer.Ordinal);
+        // Merges allocate tensors of many sizes; bound what the heap keeps to about half a model (at least 256 MB).
+        _heap = new NativeHeap.Guard(Math.Max(256L << 20, @base.Tensors.Sum(t => t.ElementCount) * 2));
         _metadata = new Dictionary<string, string>(@base.Metadata, StringComparer.Ordinal)
         {
             ["merge_method"] = method.Name,
@@ -61,8 +65,13 @@ public sealed class MergedCheckpoint : Checkpoint
     protected override Tensor ReadCore(TensorInfo info)
     {
         if (!_merged.Contains(info.Name)) return _base.Read(info.Name);
-        using var scope = NewDisposeScope();
-        var merged = _base.ReadFloat32(info.Name).add_(Method.MergeTensor(info.Name, _taskVectors));
-        return merged.to(info.DType.ToScalarType()!.Value).MoveToOuterDisposeScope();
+        Tensor result;
+        using (var scope = NewDisposeScope())
+        {
+            var merged = _base.ReadFloat32(info.Name).add_(Method.MergeTensor(info.Name, _taskVectors));
+            result = merged.to(info.DType.ToScalarType()!.Value).MoveToOuterDisposeScope();
+        }
+        _heap.Check();
+        return result;
     }
 }

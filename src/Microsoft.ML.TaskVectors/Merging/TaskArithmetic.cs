@@ -36,7 +36,7 @@ public sealed class TaskArithmetic : MergeMethod
     {
         ValidateArguments(tensorName, taskVectors);
         using var scope = torch.NewDisposeScope();
-        var sum = SumOfTasks(tensorName, taskVectors);
+        var sum = taskVectors.Sum(tensorName);
         return sum.mul_(Lambda).MoveToOuterDisposeScope();
     }
 

@@ -1,4 +1,5 @@
 using Microsoft.ML.TaskVectors.TaskVectors;
+using Microsoft.ML.TaskVectors.Runtime;
 using TorchSharp;
 
 namespace Microsoft.ML.TaskVectors.Merging;
@@ -91,6 +92,7 @@ public sealed class TiesMerging : MergeMethod
 
         long keep = MagnitudeThreshold.KeepCount(K, entries);
         var thresholds = new float?[taskVectors.Count];
+        var heap = new NativeHeap.Guard(256L << 20);
         double totalSteps = Math.Max(1.0, 2.0 * taskVectors.Count * names.Count);
         long done = 0;
         progress?.Report(0.0);
@@ -106,6 +108,8 @@ public sealed class TiesMerging : MergeMethod
                     {
                         visit(taskVectors.Get(task, name));
                     }
+
+                    heap.Check();
 
                     progress?.Report(++done / totalSteps);
                 }
@@ -146,32 +150,37 @@ public sealed class TiesMerging : MergeMethod
         torch.Tensor? sum = null;
         for (int t = 0; t < n; t++)
         {
-            var tau = taskVectors.Get(t, tensorName).to(torch.ScalarType.Float32);
+            // Per-task scope: only the trimmed τ outlives the iteration, so live memory stays ~N+4 tensors.
+            using var taskScope = torch.NewDisposeScope();
+            var tau = taskVectors.Get(t, tensorName);
             float? threshold = Ranking == TiesRanking.Global
                 ? _globalThresholds![t]
                 : MagnitudeThreshold.Find(tau, MagnitudeThreshold.KeepCount(K, tau.numel()));
             kept[t] = threshold is float thr
-                ? tau.masked_fill(tau.abs().lt(thr), 0.0f)
-                : torch.zeros_like(tau);
-            sum = sum is null ? kept[t].clone() : sum.add_(kept[t]);
+                ? tau.masked_fill_(tau.abs().lt(thr), 0.0f)
+                : tau.zero_();
+            kept[t].MoveToOuterDisposeScope();
+            if (sum is null) sum = kept[t].clone().MoveToOuterDisposeScope();
+            else sum.add_(kept[t]);
         }
 
-        var elected = sum!.sign();
-        long signBalance = elected.to(torch.ScalarType.Int64).sum().item<long>();
-        float majority = signBalance >= 0 ? 1.0f : -1.0f;
-        elected = elected.masked_fill(elected.eq(0.0f), majority);
+        var elected = sum!.sign_();
+        long signBalance = elected.sum(torch.ScalarType.Int64).item<long>();
+        elected.masked_fill_(elected.eq(0.0f), signBalance >= 0 ? 1.0f : -1.0f);
 
         var agreeingSum = torch.zeros_like(elected);
         var agreeingCount = torch.zeros_like(elected);
         foreach (var values in kept)
         {
-            var agrees = values.sign().eq(elected);
-            agreeingSum.add_(values.masked_fill(agrees.logical_not(), 0.0f));
-            agreeingCount.add_(agrees.to(torch.ScalarType.Float32));
+            using var taskScope = torch.NewDisposeScope();
+            var agrees = values.sign().eq_(elected);
+            agreeingSum.add_(values.mul_(agrees));
+            agreeingCount.add_(agrees);
+            values.Dispose();
         }
 
         var merged = Aggregation == TiesAggregation.DisjointMean
-            ? agreeingSum.div_(agreeingCount.clamp_min(1.0f))
+            ? agreeingSum.div_(agreeingCount.clamp_min_(1.0f))
             : agreeingSum;
         return merged.mul_(Lambda).MoveToOuterDisposeScope();
     }

@@ -41,7 +41,7 @@ public sealed class TsvMerging : MergeMethod
         long perTask = rank / n;
         if (perTask == 0)
         {
-            return SumOfTasks(tensorName, taskVectors).div_(n).mul_(Alpha).MoveToOuterDisposeScope();
+            return taskVectors.Sum(tensorName).div_(n).mul_(Alpha).MoveToOuterDisposeScope();
         }
 
         var us = new List<torch.Tensor>(n);

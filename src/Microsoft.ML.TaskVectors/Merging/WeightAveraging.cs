@@ -14,7 +14,7 @@ public sealed class WeightAveraging : MergeMethod
     {
         ValidateArguments(tensorName, taskVectors);
         using var scope = torch.NewDisposeScope();
-        var sum = SumOfTasks(tensorName, taskVectors);
+        var sum = taskVectors.Sum(tensorName);
         return sum.div_(taskVectors.Count).MoveToOuterDisposeScope();
     }
 }

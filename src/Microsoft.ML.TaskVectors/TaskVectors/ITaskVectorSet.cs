@@ -26,4 +26,22 @@ public interface ITaskVectorSet
     /// float32 CPU tensor owned by the caller. Reading the same entry twice returns equal values.
     /// </summary>
     torch.Tensor Get(int task, string tensorName);
+
+    /// <summary>
+    /// Σt τt for one tensor as a new float32 CPU tensor owned by the caller. Implementations may
+    /// compute it faster than N reads (a pool over one base reads the base once).
+    /// </summary>
+    torch.Tensor Sum(string tensorName) => SumOfReads(this, tensorName);
+
+    /// <summary>Σt τt computed by reading each task vector's tensor in turn.</summary>
+    protected static torch.Tensor SumOfReads(ITaskVectorSet set, string tensorName)
+    {
+        var sum = set.Get(0, tensorName);
+        for (int t = 1; t < set.Count; t++)
+        {
+            using var next = set.Get(t, tensorName);
+            sum.add_(next);
+        }
+        return sum;
+    }
 }

@@ -130,6 +130,12 @@ public sealed class TaskVector : IDisposable
         return file.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? file[..^".safetensors".Length] : file;
     }
 
+    /// <summary>The base checkpoint when τ is computed from two checkpoints; null for a stored τ.</summary>
+    internal Checkpoint? BaseCheckpoint => _base;
+
+    /// <summary>The fine-tuned checkpoint, or the stored τ file.</summary>
+    internal Checkpoint SourceCheckpoint => _source;
+
     /// <summary>True when the task vector has that tensor.</summary>
     public bool Contains(string tensorName) => _byName.ContainsKey(tensorName);
 

@@ -135,6 +135,27 @@ public sealed class TaskVectorPool : ITaskVectorSet, IDisposable
         return stored.dtype == ScalarType.Float32 ? stored : stored.to(ScalarType.Float32, disposeAfter: true);
     }
 
+    /// <summary>
+    /// Σt τt for one tensor. When every task vector is a difference against the same base checkpoint
+    /// (and τ is neither cached nor rounded to a lower storage precision) this is Σt θt − N·θ0,
+    /// which reads the base once instead of N times.
+    /// </summary>
+    public Tensor Sum(string tensorName)
+    {
+        var sharedBase = _taskVectors[0].BaseCheckpoint;
+        if (KeepInMemory || StorageDType != TensorDType.F32 || sharedBase is null || _taskVectors.Any(t => !ReferenceEquals(t.BaseCheckpoint, sharedBase)))
+            return ITaskVectorSet.SumOfReads(this, tensorName);
+        GetInfo(tensorName);
+        var sum = _taskVectors[0].SourceCheckpoint.ReadFloat32(tensorName);
+        for (int t = 1; t < Count; t++)
+        {
+            using var next = _taskVectors[t].SourceCheckpoint.ReadFloat32(tensorName);
+            sum.add_(next);
+        }
+        using var @base = sharedBase.ReadFloat32(tensorName);
+        return sum.add_(@base, -Count);
+    }
+
     /// <summary>All N task vectors' copies of one tensor stacked into a float32 tensor of shape [N, …].</summary>
     public Tensor Stack(string tensorName)
     {

@@ -103,6 +103,23 @@ public class TaskVectorTests
     }
 
     [Test]
+    public void PoolSumOverASharedBaseEqualsTheSumOfTaskVectors()
+    {
+        using var dir = new TempDirectory();
+        var (basePath, fts) = RandomCheckpoints.Write(dir, tasks: 3);
+        using var b = Checkpoint.Open(basePath);
+        var cks = fts.Select(Checkpoint.Open).ToArray();
+        using var pool = TaskVectorPool.FromCheckpoints(b, cks);
+        using var scope = NewDisposeScope();
+        foreach (var name in pool.TensorNames)
+        {
+            var expected = pool.Get(0, name) + pool.Get(1, name) + pool.Get(2, name);
+            Assert.That(pool.Sum(name).allclose(expected, rtol: 1e-5, atol: 1e-6), Is.True, name);
+        }
+        foreach (var c in cks) c.Dispose();
+    }
+
+    [Test]
     public void BlocksPerTensorPerLayerAndPerTaskVector()
     {
         var tensors = new[]

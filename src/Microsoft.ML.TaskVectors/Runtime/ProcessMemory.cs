@@ -1,7 +1,7 @@
-namespace Microsoft.ML.TaskVectors.Cli.Bench;
+namespace Microsoft.ML.TaskVectors.Runtime;
 
-/// <summary>Resident memory of this process (Linux /proc; zeros elsewhere).</summary>
-internal static class ProcessMemory
+/// <summary>Resident memory of this process, from Linux's /proc (0 on other systems).</summary>
+public static class ProcessMemory
 {
     /// <summary>Current resident set size in bytes.</summary>
     public static long Resident => Read("VmRSS:");
