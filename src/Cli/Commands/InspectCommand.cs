@@ -18,34 +18,48 @@ internal static class InspectCommand
         var files = new Argument<string[]>("files") { Description = "Checkpoints (.safetensors files, shard indexes or model folders).", Arity = ArgumentArity.OneOrMore };
         var @base = new Option<string?>("--base") { Description = "Base checkpoint: also report task-vector norms, sparsity and the cosine-similarity matrix." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of tables." };
+        var energy = new Option<bool>("--energy")
+        {
+            Description = "With --base: for each 2-D tensor, how many singular values hold 50 %, 90 % and 99 % of the task vector's energy.",
+        };
         var selection = new TensorSelectionOptions();
-        var command = new Command("inspect", "List the tensors of checkpoints; with --base, compare their task vectors.") { files, @base, json };
+        var command = new Command("inspect", "List the tensors of checkpoints; with --base, compare their task vectors.") { files, @base, json, energy };
         selection.AddTo(command);
         command.SetAction((result, cancellationToken) =>
         {
-            Run(result.GetValue(files)!, result.GetValue(@base), selection.Read(result), result.GetValue(json), cancellationToken);
+            if (result.GetValue(energy) && result.GetValue(@base) is null)
+                throw new ArgumentException("--energy needs --base: singular values are those of the task vectors.");
+            Run(result.GetValue(files)!, result.GetValue(@base), selection.Read(result), result.GetValue(json), result.GetValue(energy), cancellationToken);
             return Task.FromResult(0);
         });
         return command;
     }
 
-    public static void Run(IReadOnlyList<string> paths, string? basePath, TensorFilter filter, bool json, CancellationToken cancellationToken)
+    /// <summary>Singular values needed for 50 %, 90 % and 99 % of one 2-D tensor's energy, out of its rank.</summary>
+    private sealed record EnergyRow(string Task, string Tensor, int Rank, int K50, int K90, int K99);
+
+    public static void Run(IReadOnlyList<string> paths, string? basePath, TensorFilter filter, bool json, bool energy, CancellationToken cancellationToken)
     {
         var checkpoints = new List<Checkpoint>();
         try
         {
             foreach (var p in paths) checkpoints.Add(Checkpoint.Open(p));
             TaskVectorStatistics? stats = null;
+            var energyRows = new List<EnergyRow>();
             if (basePath is not null)
             {
                 using var @base = Checkpoint.Open(basePath);
                 var names = TensorSelectionOptions.TaskNames(paths);
                 using var pool = new TaskVectorPool(checkpoints.Select((c, i) => TaskVector.FromCheckpoints(@base, c, filter, names[i])).ToArray());
                 stats = CliProgress.Run(progress =>
-                    TaskVectorStatistics.Compute(pool, progress: new Forward(progress), cancellationToken: cancellationToken));
+                {
+                    var s = TaskVectorStatistics.Compute(pool, progress: new Forward(progress), cancellationToken: cancellationToken);
+                    if (energy) energyRows.AddRange(Energy(pool, progress, cancellationToken));
+                    return s;
+                });
             }
-            if (json) PrintJson(checkpoints, stats);
-            else PrintTables(checkpoints, stats);
+            if (json) PrintJson(checkpoints, stats, energyRows);
+            else PrintTables(checkpoints, stats, energyRows);
         }
         finally
         {
@@ -53,7 +67,22 @@ internal static class InspectCommand
         }
     }
 
-    private static void PrintTables(List<Checkpoint> checkpoints, TaskVectorStatistics? stats)
+    private static IEnumerable<EnergyRow> Energy(TaskVectorPool pool, IProgress<(string, double)> progress, CancellationToken cancellationToken)
+    {
+        var matrices = pool.Tensors.Where(t => t.Shape.Length == 2).Select(t => t.Name).ToArray();
+        int done = 0;
+        foreach (var name in matrices)
+            for (int task = 0; task < pool.Count; task++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var cumulative = TaskVectorStatistics.CumulativeSingularValueEnergy(pool, task, name);
+                int K(double fraction) => Array.FindIndex(cumulative, e => e >= fraction - 1e-12) + 1;
+                yield return new EnergyRow(pool.TaskNames[task], name, cumulative.Length, K(0.5), K(0.9), K(0.99));
+                progress.Report(("Singular values", ++done / (double)(matrices.Length * pool.Count)));
+            }
+    }
+
+    private static void PrintTables(List<Checkpoint> checkpoints, TaskVectorStatistics? stats, List<EnergyRow> energyRows)
     {
         foreach (var c in checkpoints)
         {
@@ -74,9 +103,15 @@ internal static class InspectCommand
             cosine.AddRow(new[] { Markup.Escape(stats.TaskNames[i]) }
                 .Concat(Enumerable.Range(0, stats.TaskNames.Count).Select(j => stats.CosineSimilarity[i, j].ToString("F4", CultureInfo.InvariantCulture))).ToArray());
         AnsiConsole.Write(cosine);
+        if (energyRows.Count == 0) return;
+        var energyTable = new Table().Title("singular values holding 50 % / 90 % / 99 % of the energy").AddColumns("tensor", "task", "rank", "50 %", "90 %", "99 %");
+        foreach (var r in energyRows)
+            energyTable.AddRow(Markup.Escape(r.Tensor), Markup.Escape(r.Task), r.Rank.ToString(CultureInfo.InvariantCulture),
+                r.K50.ToString(CultureInfo.InvariantCulture), r.K90.ToString(CultureInfo.InvariantCulture), r.K99.ToString(CultureInfo.InvariantCulture));
+        AnsiConsole.Write(energyTable);
     }
 
-    private static void PrintJson(List<Checkpoint> checkpoints, TaskVectorStatistics? stats)
+    private static void PrintJson(List<Checkpoint> checkpoints, TaskVectorStatistics? stats, List<EnergyRow> energyRows)
     {
         var n = stats?.TaskNames.Count ?? 0;
         var document = new
@@ -93,6 +128,7 @@ internal static class InspectCommand
                 norms = stats.Norms,
                 sparsity = stats.Sparsity,
                 cosine = Enumerable.Range(0, n).Select(i => Enumerable.Range(0, n).Select(j => stats.CosineSimilarity[i, j]).ToArray()).ToArray(),
+                energy = energyRows.Count == 0 ? null : energyRows.Select(r => new { task = r.Task, tensor = r.Tensor, rank = r.Rank, k50 = r.K50, k90 = r.K90, k99 = r.K99 }),
             },
         };
         Console.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));

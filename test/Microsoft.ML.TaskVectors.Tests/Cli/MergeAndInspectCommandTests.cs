@@ -103,4 +103,27 @@ public class MergeAndInspectCommandTests
         Assert.That(tv.GetProperty("cosine")[1][1].GetDouble(), Is.EqualTo(1.0).Within(1e-12));
         Assert.That(Math.Abs(tv.GetProperty("cosine")[0][1].GetDouble()), Is.LessThan(0.5), "independent random task vectors are far from parallel");
     }
+
+    [Test]
+    public void InspectEnergyFindsTheRankOfLowRankTaskVectors()
+    {
+        using var dir = new TempDirectory();
+        // τ = u·vᵀ (rank 1) for the 8×6 tensor; the 1-D bias has no singular values and is skipped.
+        using var u = arange(1, 9, dtype: ScalarType.Float32).reshape(8, 1);
+        using var v = arange(1, 7, dtype: ScalarType.Float32).reshape(1, 6);
+        var basePath = TaskVectors.TaskVectorTests.Write(dir, "base.safetensors", ("w", zeros(8, 6)), ("b", zeros(8)));
+        var ftPath = TaskVectors.TaskVectorTests.Write(dir, "ft.safetensors", ("w", u.matmul(v)), ("b", ones(8)));
+        var (code, stdout, stderr) = CliRunner.Run(["inspect", ftPath, "--base", basePath, "--energy", "--json"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var rows = doc.RootElement.GetProperty("task_vectors").GetProperty("energy").EnumerateArray().ToArray();
+        Assert.That(rows, Has.Length.EqualTo(1));
+        Assert.That(rows[0].GetProperty("tensor").GetString(), Is.EqualTo("w"));
+        Assert.That(rows[0].GetProperty("rank").GetInt32(), Is.EqualTo(6));
+        Assert.That(rows[0].GetProperty("k99").GetInt32(), Is.EqualTo(1));
+
+        var (code2, _, stderr2) = CliRunner.Run(["inspect", ftPath, "--energy"]);
+        Assert.That(code2, Is.Not.EqualTo(0));
+        Assert.That(stderr2, Does.Contain("--energy needs --base"));
+    }
 }
