@@ -16,7 +16,9 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// <remarks>
 /// With <see cref="TiesRanking.Global"/>, <see cref="Prepare"/> must run first: it streams every
 /// task vector twice to find each task's exact global threshold with a two-level histogram over
-/// the float bit patterns, in memory independent of the model size.
+/// the float bit patterns, in memory independent of the model size. Both the histograms and the
+/// merge itself run as C# kernels over the tensors' memory (see <see cref="TiesKernel"/>) and give
+/// bit for bit what the tensor formulation gives.
 /// </remarks>
 public sealed class TiesMerging : MergeMethod
 {
@@ -69,9 +71,13 @@ public sealed class TiesMerging : MergeMethod
 
     /// <summary>
     /// For <see cref="TiesRanking.Global"/>, computes each task's exact global magnitude threshold
-    /// by streaming its tensors twice (reports progress, honours cancellation). Does nothing for
+    /// by streaming the task vectors twice (reports progress, honours cancellation). Does nothing for
     /// <see cref="TiesRanking.PerTensor"/>.
     /// </summary>
+    /// <remarks>
+    /// Each pass reads every tensor once for all tasks together (a pool over one base reads the base
+    /// once per tensor, not once per task) and feeds one histogram per task.
+    /// </remarks>
     public override void Prepare(ITaskVectorSet taskVectors, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(taskVectors);
@@ -90,32 +96,54 @@ public sealed class TiesMerging : MergeMethod
             entries += taskVectors.GetShape(name).Aggregate(1L, (a, b) => a * b);
         }
 
+        int n = taskVectors.Count;
         long keep = MagnitudeThreshold.KeepCount(K, entries);
-        var thresholds = new float?[taskVectors.Count];
-        var heap = new NativeHeap.Guard(256L << 20);
-        double totalSteps = Math.Max(1.0, 2.0 * taskVectors.Count * names.Count);
-        long done = 0;
+        var thresholds = new float?[n];
         progress?.Report(0.0);
-        for (int task = 0; task < taskVectors.Count; task++)
+        if (keep > 0)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            thresholds[task] = MagnitudeThreshold.Find(keep, visit =>
+            var heap = new NativeHeap.Guard(256L << 20);
+            double totalSteps = Math.Max(1.0, 2.0 * n * names.Count);
+            long done = 0;
+            void Pass(Action<TaskTensorBatch> accumulate)
             {
                 foreach (var name in names)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     using (var scope = torch.NewDisposeScope())
                     {
-                        visit(taskVectors.Get(task, name));
+                        accumulate(TaskTensors.Read(taskVectors, name));
                     }
 
                     heap.Check();
-
-                    progress?.Report(++done / totalSteps);
+                    for (int t = 0; t < n; t++)
+                    {
+                        progress?.Report(++done / totalSteps);
+                    }
                 }
-            });
-            done = 2L * (task + 1) * names.Count; // a count of 0 skips both passes
-            progress?.Report(done / totalSteps);
+            }
+
+            var high = new long[]?[n];
+            for (int t = 0; t < n; t++)
+            {
+                high[t] = new long[MagnitudeThreshold.Bins];
+            }
+
+            Pass(batch => MagnitudeThreshold.AccumulateHigh(batch, high));
+            var highBins = new int[n];
+            var ranks = new long[n];
+            var low = new long[]?[n];
+            for (int t = 0; t < n; t++)
+            {
+                (highBins[t], ranks[t]) = MagnitudeThreshold.Select(high[t]!, keep);
+                low[t] = new long[MagnitudeThreshold.Bins];
+            }
+
+            Pass(batch => MagnitudeThreshold.AccumulateLow(batch, highBins, low));
+            for (int t = 0; t < n; t++)
+            {
+                thresholds[t] = MagnitudeThreshold.FromBits(highBins[t], MagnitudeThreshold.Select(low[t]!, ranks[t]).Bin);
+            }
         }
 
         _globalThresholds = thresholds;
@@ -128,6 +156,16 @@ public sealed class TiesMerging : MergeMethod
         _globalThresholds is null ? throw NotPrepared() : _globalThresholds[task];
 
     /// <inheritdoc />
+    /// <remarks>
+    /// One pass over the N task tensors, in C# on all cores: per entry, the kept values
+    /// kept_t = (|τt| &lt; threshold_t ? 0 : τt) are summed in task order, the elected sign is the
+    /// sign of that sum, and the agreeing kept values are summed in task order and divided by their
+    /// count — the same float32 operations, in the same order, as the tensor formulation
+    /// (masked_fill, add, sign, mul by the agreement mask, div by the clamped count, mul by λ), so
+    /// the result is identical. Entries whose sum is exactly 0 but hold a non-zero kept value need the
+    /// tensor's majority sign, known only at the end: they are computed with + and redone with −
+    /// when the majority turns out negative.
+    /// </remarks>
     public override torch.Tensor MergeTensor(string tensorName, ITaskVectorSet taskVectors)
     {
         ValidateArguments(tensorName, taskVectors);
@@ -145,44 +183,13 @@ public sealed class TiesMerging : MergeMethod
         }
 
         using var scope = torch.NewDisposeScope();
-        int n = taskVectors.Count;
-        var kept = new torch.Tensor[n];
-        torch.Tensor? sum = null;
-        for (int t = 0; t < n; t++)
-        {
-            // Per-task scope: only the trimmed τ outlives the iteration, so live memory stays ~N+4 tensors.
-            using var taskScope = torch.NewDisposeScope();
-            var tau = taskVectors.Get(t, tensorName);
-            float? threshold = Ranking == TiesRanking.Global
-                ? _globalThresholds![t]
-                : MagnitudeThreshold.Find(tau, MagnitudeThreshold.KeepCount(K, tau.numel()));
-            kept[t] = threshold is float thr
-                ? tau.masked_fill_(tau.abs().lt(thr), 0.0f)
-                : tau.zero_();
-            kept[t].MoveToOuterDisposeScope();
-            if (sum is null) sum = kept[t].clone().MoveToOuterDisposeScope();
-            else sum.add_(kept[t]);
-        }
-
-        var elected = sum!.sign_();
-        long signBalance = elected.sum(torch.ScalarType.Int64).item<long>();
-        elected.masked_fill_(elected.eq(0.0f), signBalance >= 0 ? 1.0f : -1.0f);
-
-        var agreeingSum = torch.zeros_like(elected);
-        var agreeingCount = torch.zeros_like(elected);
-        foreach (var values in kept)
-        {
-            using var taskScope = torch.NewDisposeScope();
-            var agrees = values.sign().eq_(elected);
-            agreeingSum.add_(values.mul_(agrees));
-            agreeingCount.add_(agrees);
-            values.Dispose();
-        }
-
-        var merged = Aggregation == TiesAggregation.DisjointMean
-            ? agreeingSum.div_(agreeingCount.clamp_min_(1.0f))
-            : agreeingSum;
-        return merged.mul_(Lambda).MoveToOuterDisposeScope();
+        var batch = TaskTensors.Read(taskVectors, tensorName);
+        var thresholds = Ranking == TiesRanking.Global
+            ? _globalThresholds!
+            : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(K, batch.Length), batch.Count).ToArray());
+        var merged = torch.empty(taskVectors.GetShape(tensorName), torch.ScalarType.Float32);
+        TiesKernel.Merge(batch, thresholds, Aggregation == TiesAggregation.DisjointMean, (float)Lambda, merged);
+        return merged.MoveToOuterDisposeScope();
     }
 
     private static InvalidOperationException NotPrepared() =>

@@ -156,6 +156,26 @@ public sealed class TaskVectorPool : ITaskVectorSet, IDisposable
         return sum.add_(@base, -Count);
     }
 
+    /// <summary>
+    /// What one tensor's τt are the differences of, for every task at once with the base read once:
+    /// (θ0, [θ1 … θN]) as float32 tensors owned by the caller, when every task vector is θt − θ0
+    /// against the same base checkpoint and τ is neither cached nor stored in a lower precision (so
+    /// θt − θ0 is exactly what <see cref="Get"/> returns); null otherwise.
+    /// </summary>
+    internal (Tensor Base, Tensor[] Finetuned)? ReadDifferenceParts(string tensorName)
+    {
+        var sharedBase = _taskVectors[0].BaseCheckpoint;
+        if (KeepInMemory || StorageDType != TensorDType.F32 || sharedBase is null || _taskVectors.Any(t => !ReferenceEquals(t.BaseCheckpoint, sharedBase)))
+            return null;
+        GetInfo(tensorName);
+        using var scope = NewDisposeScope();
+        var @base = sharedBase.ReadFloat32(tensorName);
+        var finetuned = _taskVectors.Select(t => t.SourceCheckpoint.ReadFloat32(tensorName)).ToArray();
+        @base.MoveToOuterDisposeScope();
+        foreach (var f in finetuned) f.MoveToOuterDisposeScope();
+        return (@base, finetuned);
+    }
+
     /// <summary>All N task vectors' copies of one tensor stacked into a float32 tensor of shape [N, …].</summary>
     public Tensor Stack(string tensorName)
     {
