@@ -93,4 +93,73 @@ public class TsvMergingTests
             new() { ["row"] = Matrix(1, 4, 3, 2, 1, 0) });
         Assert.That(Merge(new TsvMerging(0.5), set, "row"), Is.EqualTo(new[] { 1f, 1f, 1f, 1f }).Within(1e-6));
     }
+
+    private static torch.Tensor RandomMatrix(Random rng, long rows, long cols, double decay)
+    {
+        // U·diag(σ)·Vᵀ with σ_i = exp(−i/decay) (decay 0: plain Gaussian entries) plus a little noise.
+        using var scope = torch.NewDisposeScope();
+        var gaussian = torch.tensor(Enumerable.Range(0, (int)(rows * cols)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), new[] { rows, cols });
+        if (decay == 0) return gaussian.MoveToOuterDisposeScope();
+        long r = Math.Min(rows, cols);
+        var (u, _, vh) = torch.linalg.svd(gaussian, fullMatrices: false);
+        var sigma = torch.arange(r, torch.ScalarType.Float32).div_(-decay).exp_();
+        return u.mul(sigma.unsqueeze(0)).matmul(vh).add_(gaussian.mul(1e-6f)).MoveToOuterDisposeScope();
+    }
+
+    private static double RelativeDifference(torch.Tensor a, torch.Tensor b)
+    {
+        using var scope = torch.NewDisposeScope();
+        var a64 = a.to(torch.ScalarType.Float64);
+        var b64 = b.to(torch.ScalarType.Float64);
+        return a64.sub(b64).norm().item<double>() / b64.norm().item<double>();
+    }
+
+    [TestCase(40, 24, 3, 0.0)]    // tall
+    [TestCase(24, 40, 4, 0.0)]    // wide
+    [TestCase(32, 32, 4, 0.0)]    // square: the stacked singular vectors fill the whole space
+    [TestCase(48, 32, 2, 4.0)]    // steep spectrum: kept σ down to e^−4 of the largest
+    [TestCase(64, 64, 8, 30.0)]
+    public void EigenRoute_MatchesTheSvdFormulation_ComputedInFloat64(int rows, int cols, int tasks, double decay)
+    {
+        var rng = new Random(rows * 7 + cols + tasks);
+        using var scope = torch.NewDisposeScope();
+        var taus = Enumerable.Range(0, tasks).Select(_ => RandomMatrix(rng, rows, cols, decay)).ToArray();
+        long perTask = Math.Min(rows, cols) / tasks;
+        var eigen = TsvMerging.MergeByEigen(t => taus[t], tasks, rows, cols, perTask, alpha: 1.0);
+        Assert.That(eigen, Is.Not.Null, "well-conditioned inputs take the eigen route");
+        // Reference: the SVD formulation in float64; the float32 SVDs themselves are ~1e−6 off it.
+        var reference = TsvMerging.MergeBySvd(t => taus[t].to(torch.ScalarType.Float64), tasks, perTask);
+        var float32 = TsvMerging.MergeBySvd(t => taus[t], tasks, perTask);
+        Assert.That(RelativeDifference(eigen!, reference), Is.LessThan(1e-6));
+        Assert.That(RelativeDifference(float32, reference), Is.LessThan(1e-4));
+        Assert.That(eigen!.dtype, Is.EqualTo(torch.ScalarType.Float32));
+        Assert.That(eigen.shape, Is.EqualTo(new long[] { rows, cols }));
+    }
+
+    [Test]
+    public void DegenerateInputs_FallBackToTheSvds_AndStayFinite()
+    {
+        var rng = new Random(3);
+        using var scope = torch.NewDisposeScope();
+        var a = RandomMatrix(rng, 12, 8, 0);
+        var b = RandomMatrix(rng, 12, 8, 0);
+        var zero = torch.zeros(12, 8);
+        foreach (var (label, taus) in new[]
+        {
+            ("one task is zero", new[] { a, zero }),
+            ("identical tasks", new[] { a, a.clone() }),
+            ("rank-one task", new[] { a, b.narrow(1, 0, 1).matmul(b.narrow(0, 0, 1)) }),
+        })
+        {
+            Assert.That(TsvMerging.MergeByEigen(t => taus[t], 2, 12, 8, 4, 1.0), Is.Null, label);
+            using var set = MakeSet(taus.Select(t => new Dictionary<string, torch.Tensor> { ["m"] = t.clone() }).ToArray());
+            var merged = Merge(new TsvMerging(0.5), set, "m");
+            Assert.That(merged.All(float.IsFinite), Is.True, label);
+            Assert.That(merged, Is.EqualTo(Values(TsvMerging.MergeBySvd(t => taus[t], 2, 4).mul(0.5))).Within(1e-6), label);
+        }
+
+        // Every task zero: the merge is exactly zero.
+        using var zeros = MakeSet(new() { ["m"] = torch.zeros(12, 8) }, new() { ["m"] = torch.zeros(12, 8) });
+        Assert.That(Merge(new TsvMerging(), zeros, "m"), Is.All.EqualTo(0f));
+    }
 }
