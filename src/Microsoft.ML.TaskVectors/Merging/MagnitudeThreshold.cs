@@ -78,43 +78,108 @@ internal static unsafe class MagnitudeThreshold
     public static void AccumulateLow(TaskTensorBatch batch, IReadOnlyList<int> highBins, IReadOnlyList<long[]?> histograms) =>
         Accumulate(batch, histograms, highBins);
 
+    /// <summary>Tensors up to this many entries are ranked by sorting their magnitude bits rather than by histograms.</summary>
+    internal const int SortLimit = 1 << 16;
+
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| of each task's tensor in the batch
-    /// (null where the count is 0), both passes counted for all tasks together.
+    /// (null where the count is 0). Small tensors sort their |τ| bit patterns (the order the
+    /// histograms use, so the result is the same); larger ones count both histogram passes for all
+    /// tasks together, in histograms borrowed from a pool.
     /// </summary>
     public static float?[] Find(TaskTensorBatch batch, IReadOnlyList<long> counts)
     {
         int n = batch.Count;
-        var high = new long[]?[n];
-        for (int t = 0; t < n; t++)
+        if (counts.Count != n || counts.Any(c => c > batch.Length))
         {
-            high[t] = counts[t] > 0 ? new long[Bins] : null;
+            throw new ArgumentException($"One count per task is needed, none above the {batch.Length} entries.", nameof(counts));
         }
 
-        AccumulateHigh(batch, high);
-        var highBins = new int[n];
-        var ranks = new long[n];
-        var low = new long[]?[n];
-        for (int t = 0; t < n; t++)
-        {
-            if (high[t] is { } h)
-            {
-                (highBins[t], ranks[t]) = Select(h, counts[t]);
-                low[t] = new long[Bins];
-            }
-        }
-
-        AccumulateLow(batch, highBins, low);
         var thresholds = new float?[n];
-        for (int t = 0; t < n; t++)
+        if (batch.Length <= SortLimit)
         {
-            if (low[t] is { } l)
+            var bits = ArrayPool<uint>.Shared.Rent((int)batch.Length);
+            try
             {
-                thresholds[t] = FromBits(highBins[t], Select(l, ranks[t]).Bin);
+                for (int t = 0; t < n; t++)
+                {
+                    if (counts[t] > 0)
+                    {
+                        thresholds[t] = BySorting(batch, t, counts[t], bits.AsSpan(0, (int)batch.Length));
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<uint>.Shared.Return(bits);
+            }
+
+            return thresholds;
+        }
+
+        var high = new long[]?[n];
+        var low = new long[]?[n];
+        try
+        {
+            for (int t = 0; t < n; t++)
+            {
+                high[t] = counts[t] > 0 ? Rent() : null;
+            }
+
+            AccumulateHigh(batch, high);
+            var highBins = new int[n];
+            var ranks = new long[n];
+            for (int t = 0; t < n; t++)
+            {
+                if (high[t] is { } h)
+                {
+                    (highBins[t], ranks[t]) = Select(h, counts[t]);
+                    low[t] = Rent();
+                }
+            }
+
+            AccumulateLow(batch, highBins, low);
+            for (int t = 0; t < n; t++)
+            {
+                if (low[t] is { } l)
+                {
+                    thresholds[t] = FromBits(highBins[t], Select(l, ranks[t]).Bin);
+                }
+            }
+
+            return thresholds;
+        }
+        finally
+        {
+            foreach (var h in high.Concat(low))
+            {
+                if (h is not null)
+                {
+                    ArrayPool<long>.Shared.Return(h);
+                }
             }
         }
 
-        return thresholds;
+        static long[] Rent()
+        {
+            var h = ArrayPool<long>.Shared.Rent(Bins);
+            Array.Clear(h, 0, Bins);
+            return h;
+        }
+    }
+
+    /// <summary>The count-th largest |τt| of a small tensor: its |τ| bit patterns sorted (count ≥ 1).</summary>
+    private static float BySorting(TaskTensorBatch batch, int task, long count, Span<uint> bits)
+    {
+        var x = batch.Pointer(task);
+        var b = batch.BasePointer;
+        for (int i = 0; i < bits.Length; i++)
+        {
+            bits[i] = Bits(x, b, i) & MagnitudeMask;
+        }
+
+        bits.Sort();
+        return BitConverter.UInt32BitsToSingle(bits[bits.Length - (int)count]);
     }
 
     /// <summary>

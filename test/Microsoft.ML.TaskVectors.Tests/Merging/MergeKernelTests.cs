@@ -161,6 +161,29 @@ public class MergeKernelTests
         Assert.That(MagnitudeThreshold.Find(batch, new long[tensors]), Is.All.Null);
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void SmallTensorThresholdBySorting_EqualsTheHistograms(bool withBase)
+    {
+        var rng = new Random(withBase ? 21 : 20);
+        using var scope = torch.NewDisposeScope();
+        const int length = 5_003; // ≤ SortLimit: ranked by sorting
+        var baseTensor = torch.tensor(Data(rng, length, 0.5, special: false));
+        var ts = Enumerable.Range(0, 3).Select(_ => torch.tensor(Data(rng, length, 0.5, special: true))).ToArray();
+        var batch = withBase ? new TaskTensorBatch(ts, baseTensor) : new TaskTensorBatch(ts);
+        foreach (long count in new long[] { 1, 2, 7, 100, 2_500, 4_999, length })
+        {
+            var found = MagnitudeThreshold.Find(batch, new[] { count, count, count });
+            for (int t = 0; t < 3; t++)
+            {
+                var tau = withBase ? ts[t].sub(baseTensor) : ts[t];
+                var expected = MagnitudeThreshold.Find(count, visit => visit(tau)); // two histogram passes
+                Assert.That(found[t].HasValue, Is.True);
+                Assert.That(BitConverter.SingleToInt32Bits(found[t]!.Value), Is.EqualTo(BitConverter.SingleToInt32Bits(expected!.Value)), $"task {t}, count {count}");
+            }
+        }
+    }
+
     [Test]
     public void PoolOverOneBase_GivesWhatReadingEachTaskGives_ForDareAndTies()
     {
