@@ -41,6 +41,10 @@ public sealed class AtomicFile : IDisposable
         file.Commit();
     }
 
+    /// <summary>Writes a whole text file (UTF-8, no byte-order mark) atomically.</summary>
+    public static void WriteAllText(string path, string text) =>
+        Write(path, s => s.Write(new System.Text.UTF8Encoding(false).GetBytes(text)));
+
     /// <summary>
     /// Moves the data into place. Readers never see a partial file; with <paramref name="durable"/>
     /// the data is also forced to disk first (fsync), so it survives a power loss — slower for large files.

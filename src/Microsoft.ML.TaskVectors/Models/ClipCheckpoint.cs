@@ -92,6 +92,42 @@ public sealed partial class ClipCheckpoint : Checkpoint
         if (disposing) _inner.Dispose();
     }
 
+    /// <summary>
+    /// Tensors in Hugging Face names renamed to OpenAI/open_clip names: q/k/v fused into
+    /// <c>in_proj_*</c>, projections transposed to <c>[in, out]</c>. The inverse of the view.
+    /// </summary>
+    public static Dictionary<string, Tensor> ToOpenClipNames(IReadOnlyDictionary<string, Tensor> huggingFace)
+    {
+        var inverse = TopLevel.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
+        var blockInverse = BlockParts.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, t) in huggingFace)
+        {
+            if (inverse.TryGetValue(name, out var oc)) result[oc] = t;
+            else if (name == "visual_projection.weight") result["visual.proj"] = t.t().contiguous();
+            else if (name == "text_projection.weight") result["text_projection"] = t.t().contiguous();
+            else if (HuggingFaceLayerName().Match(name) is { Success: true } m)
+            {
+                var prefix = (m.Groups[1].Value == "vision_model" ? "visual." : "") + "transformer.resblocks." + m.Groups[2].Value + ".";
+                var part = m.Groups[3].Value;
+                if (part.StartsWith("self_attn.q_proj.", StringComparison.Ordinal))
+                {
+                    var suffix = part.EndsWith("weight", StringComparison.Ordinal) ? "weight" : "bias";
+                    var layer = name[..name.IndexOf(".self_attn.", StringComparison.Ordinal)] + ".self_attn.";
+                    result[prefix + "attn.in_proj_" + suffix] = cat(
+                        [t, huggingFace[layer + "k_proj." + suffix], huggingFace[layer + "v_proj." + suffix]], 0);
+                }
+                else if (!part.StartsWith("self_attn.k_proj.", StringComparison.Ordinal) && !part.StartsWith("self_attn.v_proj.", StringComparison.Ordinal))
+                    result[prefix + (blockInverse.TryGetValue(part, out var b) ? b : part)] = t;
+            }
+            else result[name] = t;
+        }
+        return result;
+    }
+
+    [GeneratedRegex(@"^(vision_model|text_model)\.encoder\.layers\.(\d+)\.(.+)$")]
+    private static partial Regex HuggingFaceLayerName();
+
     [GeneratedRegex(@"^(visual\.)?transformer\.resblocks\.(\d+)\.(.+)$")]
     private static partial Regex ResblockName();
 

@@ -153,9 +153,10 @@ public sealed record ClipConfig(ClipVisionConfig Vision, ClipTextConfig? Text, i
         ClipTextConfig? t = null;
         if (root["text_config"] is JsonObject text)
         {
-            var eos = OptionalInt(text, "eos_token_id", source) ?? 49407;
+            var vocabulary = OptionalInt(text, "vocab_size", source) ?? 49408;
+            var eos = OptionalInt(text, "eos_token_id", source) ?? vocabulary - 1;
             t = new ClipTextConfig(
-                VocabularySize: OptionalInt(text, "vocab_size", source) ?? 49408,
+                VocabularySize: vocabulary,
                 ContextLength: OptionalInt(text, "max_position_embeddings", source) ?? 77,
                 Width: OptionalInt(text, "hidden_size", source) ?? 512,
                 Layers: OptionalInt(text, "num_hidden_layers", source) ?? 12,
@@ -164,7 +165,7 @@ public sealed record ClipConfig(ClipVisionConfig Vision, ClipTextConfig? Text, i
                 Activation: Activation(text, "hidden_act", source),
                 LayerNormEps: OptionalDouble(text, "layer_norm_eps", source) ?? 1e-5,
                 // Old configurations say 2; the real end-of-text id is the vocabulary's last (as HF's argmax pooling assumes).
-                EndOfTextTokenId: eos == 2 ? (OptionalInt(text, "vocab_size", source) ?? 49408) - 1 : eos);
+                EndOfTextTokenId: eos == 2 ? vocabulary - 1 : eos);
         }
         var config = new ClipConfig(v, t, projection);
         config.Validate(source);
@@ -197,14 +198,17 @@ public sealed record ClipConfig(ClipVisionConfig Vision, ClipTextConfig? Text, i
         if (model["text_cfg"] is JsonObject text)
         {
             int textWidth = OptionalInt(text, "width", source) ?? 512;
+            int vocabulary = OptionalInt(text, "vocab_size", source) ?? 49408;
+            // OpenAI's end-of-text token is the vocabulary's last (open_clip pools at the argmax id).
             t = new ClipTextConfig(
-                VocabularySize: OptionalInt(text, "vocab_size", source) ?? 49408,
+                VocabularySize: vocabulary,
                 ContextLength: OptionalInt(text, "context_length", source) ?? 77,
                 Width: textWidth,
                 Layers: OptionalInt(text, "layers", source) ?? 12,
                 Heads: OptionalInt(text, "heads", source) ?? 8,
                 MlpWidth: (int)(textWidth * (OptionalDouble(text, "mlp_ratio", source) ?? 4.0)),
-                Activation: activation);
+                Activation: activation,
+                EndOfTextTokenId: vocabulary - 1);
         }
         var config = new ClipConfig(v, t, OptionalInt(model, "embed_dim", source) ?? 512);
         config.Validate(source);
@@ -248,6 +252,41 @@ public sealed record ClipConfig(ClipVisionConfig Vision, ClipTextConfig? Text, i
                 ["projection_dim"] = ProjectionDim,
             };
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>This configuration as an open_clip hub <c>open_clip_config.json</c>.</summary>
+    /// <exception cref="InvalidOperationException">The configuration cannot be expressed in open_clip's terms.</exception>
+    public string ToOpenClipJson()
+    {
+        if (Vision.Width % Vision.Heads != 0 || Vision.MlpWidth % Vision.Width != 0)
+            throw new InvalidOperationException("open_clip describes heads by head width and the MLP by an integer ratio of the width.");
+        if (Text is { } t && t.Activation != Vision.Activation)
+            throw new InvalidOperationException("open_clip uses one activation (quick_gelu or not) for both towers.");
+        var model = new JsonObject
+        {
+            ["embed_dim"] = ProjectionDim,
+            ["quick_gelu"] = Vision.Activation == ClipActivation.QuickGelu,
+            ["vision_cfg"] = new JsonObject
+            {
+                ["image_size"] = Vision.ImageSize,
+                ["layers"] = Vision.Layers,
+                ["width"] = Vision.Width,
+                ["patch_size"] = Vision.PatchSize,
+                ["head_width"] = Vision.HeadWidth,
+                ["mlp_ratio"] = Vision.MlpWidth / Vision.Width,
+            },
+        };
+        if (Text is { } text)
+            model["text_cfg"] = new JsonObject
+            {
+                ["context_length"] = text.ContextLength,
+                ["vocab_size"] = text.VocabularySize,
+                ["width"] = text.Width,
+                ["heads"] = text.Heads,
+                ["layers"] = text.Layers,
+                ["mlp_ratio"] = (double)text.MlpWidth / text.Width,
+            };
+        return new JsonObject { ["model_cfg"] = model }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
     private static JsonObject ParseObject(string json, string source)
