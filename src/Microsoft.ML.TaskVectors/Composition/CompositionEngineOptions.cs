@@ -1,0 +1,19 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Composition;
+
+/// <summary>Options of a <see cref="CompositionEngine"/>.</summary>
+public sealed class CompositionEngineOptions
+{
+    /// <summary>Where θ0, τ and the computation live; the CPU when null.</summary>
+    public Device? Device { get; set; }
+
+    /// <summary>How per-sample linear layers are applied (default: chosen per layer).</summary>
+    public PerSampleStrategy Strategy { get; set; } = PerSampleStrategy.Auto;
+
+    /// <summary>
+    /// Bytes of per-sample weights formed at once by <see cref="PerSampleStrategy.Materialize"/>: small
+    /// enough to stay in cache, large enough that each product is efficient. Default 4 MiB.
+    /// </summary>
+    public long TileBytes { get; set; } = 4L << 20;
+}
