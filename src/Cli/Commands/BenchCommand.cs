@@ -2,7 +2,10 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.ML.TaskVectors.Cli.Bench;
+using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.Models;
+using Microsoft.ML.TaskVectors.Runtime;
 
 namespace Microsoft.ML.TaskVectors.Cli.Commands;
 
@@ -16,6 +19,38 @@ internal static class BenchCommand
     {
         var command = new Command("bench", "Benchmarks (results go in docs/benchmarks.md).");
         command.Subcommands.Add(CreateMerge());
+        command.Subcommands.Add(CreateComposition());
+        return command;
+    }
+
+    private static Command CreateComposition()
+    {
+        var arch = new Option<string>("--arch") { Description = "vit-b-32, vit-b-16 or vit-l-14.", DefaultValueFactory = _ => "vit-b-32" };
+        var tasks = new Option<int>("--tasks") { Description = "Number of task vectors N.", DefaultValueFactory = _ => 8 };
+        var batch = new Option<int[]>("--batch") { Description = "Batch sizes.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [16] };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or auto.", DefaultValueFactory = _ => "cpu" };
+        var repeats = new Option<int>("--repeats") { Description = "Timed repeats per case (the best is kept).", DefaultValueFactory = _ => 3 };
+        var tile = new Option<long>("--tile-bytes") { Description = "Per-sample weight tile size in bytes.", DefaultValueFactory = _ => new CompositionEngineOptions().TileBytes };
+        var command = new Command("composition", "Plain vs composed forward (task-level, per-sample by strategy) and a training step, random weights.")
+        {
+            arch, tasks, batch, device, repeats, tile,
+        };
+        command.SetAction((result, cancellationToken) =>
+        {
+            var name = result.GetValue(arch)!;
+            if (!ClipConfig.Architectures.TryGetValue(name, out var config))
+                throw new ArgumentException($"--arch: unknown architecture '{name}'; valid: {string.Join(", ", ClipConfig.Architectures.Keys)}.");
+            var n = result.GetValue(tasks);
+            if (n < 1) throw new ArgumentException($"--tasks must be at least 1 (got {n}).");
+            var batches = result.GetValue(batch)!;
+            if (batches.Length == 0 || batches.Any(b => b < 1)) throw new ArgumentException("--batch: give one or more positive batch sizes.");
+            if (result.GetValue(repeats) < 1) throw new ArgumentException("--repeats must be at least 1.");
+            var requested = result.GetValue(device)!;
+            var resolved = ComputeDevice.Resolve(requested);
+            var json = CompositionBenchmark.Run(name, config, n, batches, resolved, result.GetValue(repeats), result.GetValue(tile), Console.Out, cancellationToken);
+            Console.WriteLine(json.ToJsonString());
+            return Task.FromResult(0);
+        });
         return command;
     }
 

@@ -13,12 +13,14 @@ internal sealed class ComposedClipWeights : ClipWeights
     private readonly CompositionEngine _engine;
     private readonly Tensor _flat;
     private readonly bool _perSample;
+    private readonly PerSampleStrategy _strategy;
 
-    public ComposedClipWeights(CompositionEngine engine, Tensor flatCoefficients, bool perSample)
+    public ComposedClipWeights(CompositionEngine engine, Tensor flatCoefficients, bool perSample, PerSampleStrategy strategy)
     {
         _engine = engine;
         _flat = flatCoefficients;
         _perSample = perSample;
+        _strategy = strategy;
     }
 
     public override Tensor Get(string name)
@@ -48,14 +50,14 @@ internal sealed class ComposedClipWeights : ClipWeights
 
         var mixing = composed.Mixing(_flat);
         var tokens = x.dim() == 2 ? x.unsqueeze(1) : x;
-        var strategy = _engine.Options.Strategy == PerSampleStrategy.Auto
+        var strategy = _strategy == PerSampleStrategy.Auto
             ? (tokens.shape[1] == 1 ? PerSampleStrategy.Branch : PerSampleStrategy.Materialize)
-            : _engine.Options.Strategy;
+            : _strategy;
         Tensor y;
         if (strategy == PerSampleStrategy.Materialize)
         {
             long tileRows = Math.Clamp(_engine.Options.TileBytes / (tokens.shape[0] * inFeatures * tokens.element_size()), 1, outFeatures);
-            y = PerSampleLinear.Apply(tokens, mixing, composed.Stack, new PerSampleLinear.Plan(outFeatures, inFeatures, tileRows));
+            y = PerSampleLinear.Apply(tokens, mixing, new PerSampleLinear.Plan(outFeatures, inFeatures, tileRows, composed.Stack));
         }
         else
         {

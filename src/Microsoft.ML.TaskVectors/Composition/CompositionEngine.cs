@@ -154,18 +154,21 @@ public sealed class CompositionEngine : IDisposable
     /// The vision tower with composed weights: <paramref name="coefficients"/> [N, M] for one weight set
     /// for the batch, or [B, N, M] for one per sample. Differentiable with respect to the coefficients.
     /// </summary>
+    /// <param name="pixels">Preprocessed images [B, 3, H, W].</param>
+    /// <param name="coefficients">[N, M] or [B, N, M].</param>
+    /// <param name="strategy">Overrides <see cref="CompositionEngineOptions.Strategy"/> for this call.</param>
     /// <exception cref="ArgumentException">The coefficients' shape does not match N, M or the batch.</exception>
-    public ClipVisionOutput Forward(Tensor pixels, Tensor coefficients)
+    public ClipVisionOutput Forward(Tensor pixels, Tensor coefficients, PerSampleStrategy? strategy = null)
     {
         var device = Fixed.Get(ClipVisionTransformer.ProjectionName).device;
-        return ClipVisionTransformer.Encode(Config, pixels.to(device), WeightsFor(coefficients, pixels.shape[0]));
+        return ClipVisionTransformer.Encode(Config, pixels.to(device), WeightsFor(coefficients, pixels.shape[0], strategy));
     }
 
     /// <summary>
     /// The weight source for <paramref name="coefficients"/> ([N, M] or [B, N, M]), for callers that run
     /// their own forward; <paramref name="batch"/> checks a per-sample batch size when given.
     /// </summary>
-    public ClipWeights WeightsFor(Tensor coefficients, long? batch = null)
+    public ClipWeights WeightsFor(Tensor coefficients, long? batch = null, PerSampleStrategy? strategy = null)
     {
         bool perSample = coefficients.dim() == 3;
         var shape = coefficients.shape;
@@ -178,7 +181,7 @@ public sealed class CompositionEngine : IDisposable
             throw new ArgumentException($"coefficients must be floating point; got {coefficients.dtype}.", nameof(coefficients));
         var device = Fixed.Get(ClipVisionTransformer.ProjectionName).device;
         var flat = coefficients.to(float32).to(device).reshape(perSample ? shape[0] : 1, (long)TaskCount * BlockCount);
-        return new ComposedClipWeights(this, flat, perSample);
+        return new ComposedClipWeights(this, flat, perSample, strategy ?? Options.Strategy);
     }
 
     /// <summary>

@@ -9,29 +9,28 @@ namespace Microsoft.ML.TaskVectors.Composition;
 /// </summary>
 internal sealed class PerSampleLinear : autograd.SingleTensorFunction<PerSampleLinear>
 {
-    /// <summary>The layer's geometry and tile height.</summary>
-    public sealed record Plan(long OutFeatures, long InFeatures, long TileRows);
+    /// <summary>The layer's geometry, tile height and frozen [R + 1, out·in] stack (kept as data, not saved for autograd).</summary>
+    public sealed record Plan(long OutFeatures, long InFeatures, long TileRows, Tensor Stack);
 
     public override string Name => nameof(PerSampleLinear);
 
-    /// <summary>x [B, T, in], mixing [B, R + 1], stack [R + 1, out·in] → y [B, T, out].</summary>
-    public static Tensor Apply(Tensor x, Tensor mixing, Tensor stack, Plan plan) => apply(x, mixing, stack, plan);
+    /// <summary>x [B, T, in], mixing [B, R + 1] → y [B, T, out].</summary>
+    public static Tensor Apply(Tensor x, Tensor mixing, Plan plan) => apply(x, mixing, plan);
 
-    private static Tensor Tile(Tensor mixing, Tensor stack, Plan plan, long row, long rows) =>
-        mixing.mm(stack.narrow(1, row * plan.InFeatures, rows * plan.InFeatures)).view(mixing.shape[0], rows, plan.InFeatures);
+    private static Tensor Tile(Tensor mixing, Plan plan, long row, long rows) =>
+        mixing.mm(plan.Stack.narrow(1, row * plan.InFeatures, rows * plan.InFeatures)).view(mixing.shape[0], rows, plan.InFeatures);
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        var (x, mixing, stack, plan) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Plan)vars[3]);
+        var (x, mixing, plan) = ((Tensor)vars[0], (Tensor)vars[1], (Plan)vars[2]);
         ctx.save_for_backward([x, mixing]);
-        ctx.save_data("stack", stack);
         ctx.save_data("plan", plan);
         var y = empty(x.shape[0], x.shape[1], plan.OutFeatures, dtype: x.dtype, device: x.device);
         for (long row = 0; row < plan.OutFeatures; row += plan.TileRows)
         {
             using var scope = NewDisposeScope();
             long rows = Math.Min(plan.TileRows, plan.OutFeatures - row);
-            var w = Tile(mixing, stack, plan, row, rows);
+            var w = Tile(mixing, plan, row, rows);
             y.narrow(2, row, rows).copy_(x.bmm(w.transpose(1, 2)));
         }
         return y;
@@ -41,7 +40,6 @@ internal sealed class PerSampleLinear : autograd.SingleTensorFunction<PerSampleL
     {
         var saved = ctx.get_saved_variables();
         var (x, mixing) = (saved[0], saved[1]);
-        var stack = (Tensor)ctx.get_data("stack");
         var plan = (Plan)ctx.get_data("plan");
         var gradX = zeros_like(x);
         var gradMixing = zeros_like(mixing);
@@ -50,10 +48,10 @@ internal sealed class PerSampleLinear : autograd.SingleTensorFunction<PerSampleL
             using var scope = NewDisposeScope();
             long rows = Math.Min(plan.TileRows, plan.OutFeatures - row);
             var gy = gradOutput.narrow(2, row, rows);
-            gradX.add_(gy.bmm(Tile(mixing, stack, plan, row, rows)));
+            gradX.add_(gy.bmm(Tile(mixing, plan, row, rows)));
             var g = gy.transpose(1, 2).bmm(x).view(x.shape[0], rows * plan.InFeatures);
-            gradMixing.addmm_(g, stack.narrow(1, row * plan.InFeatures, rows * plan.InFeatures).t());
+            gradMixing.addmm_(g, plan.Stack.narrow(1, row * plan.InFeatures, rows * plan.InFeatures).t());
         }
-        return [gradX.DetachFromDisposeScope(), gradMixing.DetachFromDisposeScope(), null!, null!];
+        return [gradX.DetachFromDisposeScope(), gradMixing.DetachFromDisposeScope(), null!];
     }
 }
