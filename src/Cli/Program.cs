@@ -29,6 +29,7 @@ public static class Program
         var root = new RootCommand("taskvectors: task-vector composition of CLIP models with ML.NET and TorchSharp.");
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(EmbedCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());

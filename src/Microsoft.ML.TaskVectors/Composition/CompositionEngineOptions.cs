@@ -13,7 +13,8 @@ public sealed class CompositionEngineOptions
 
     /// <summary>
     /// Bytes of per-sample weights formed at once by <see cref="PerSampleStrategy.Materialize"/>: small
-    /// enough to stay in cache, large enough that each product is efficient. Default 4 MiB.
+    /// enough to stay in cache, large enough that each product is efficient. Default 8 MiB (measured best on
+    /// ViT-B/32 shapes between 6 and 12 MiB).
     /// </summary>
-    public long TileBytes { get; set; } = 4L << 20;
+    public long TileBytes { get; set; } = 8L << 20;
 }
