@@ -93,6 +93,9 @@ public sealed class LinearHead : ClassificationHead
         double s = Math.Sqrt(centred.square().mean().item<double>());
         if (!(s > 0) || !double.IsFinite(s)) s = 1;
         var xs = centred / s;
+        // Only the standardised copy is needed from here on; N×D float64 matrices are worth freeing early.
+        centred.Dispose();
+        x.Dispose();
         // (λ/2)‖W‖² with W = W̃/s is (λ/s²)/2 · ‖W̃‖²: the same objective, so the same minimiser.
         double l2Scaled = l2 / (s * s);
         var labelTensor = tensor(y, device: device);
@@ -126,7 +129,7 @@ public sealed class LinearHead : ClassificationHead
         // Folding the centring back: x̃·W̃ᵀ + b̃ = x·Wᵀ + (b̃ − W·μ).
         var bias = options.FitBias ? solution.narrow(0, weightCount, classes) - weight.matmul(mu) : null;
         var head = new LinearHead((OwnFloat32(weight), bias is null ? null : OwnFloat32(bias), names));
-        var correct = head.Predict(x.to(ScalarType.Float32)).eq(labelTensor).sum().item<long>();
+        var correct = head.Predict(features.detach().to(device)).eq(labelTensor).sum().item<long>();
         progress?.Report(1);
         return new LinearProbeResult(head, l2, outcome.Iterations, outcome.Converged, outcome.Values, (double)correct / n);
     }

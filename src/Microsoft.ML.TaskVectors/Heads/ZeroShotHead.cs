@@ -52,7 +52,10 @@ public sealed class ZeroShotHead : ClassificationHead
     /// <summary>The prompt templates the class embeddings were built from (empty when unknown).</summary>
     public IReadOnlyList<string> Templates { get; }
 
-    /// <summary>The unit-length class embeddings <c>[classes, D]</c>; the same tensor as <see cref="ClassificationHead.Weight"/>.</summary>
+    /// <summary>
+    /// The class embeddings <c>[classes, D]</c>: unit length when built or constructed, as stored when loaded from a file.
+    /// The same tensor as <see cref="ClassificationHead.Weight"/>.
+    /// </summary>
     public Tensor ClassEmbeddings => Weight;
 
     /// <summary>

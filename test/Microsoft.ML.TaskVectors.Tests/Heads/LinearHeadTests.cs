@@ -1,5 +1,5 @@
 using Microsoft.ML.TaskVectors.Heads;
-using static Microsoft.ML.TaskVectors.Tests.Heads.HeadTestHelpers;
+using static Microsoft.ML.TaskVectors.Tests.Heads.ClassificationHeadTests;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Tests.Heads;

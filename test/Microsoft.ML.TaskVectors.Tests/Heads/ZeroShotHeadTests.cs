@@ -3,7 +3,7 @@ using Microsoft.ML.TaskVectors.Models;
 using Microsoft.ML.TaskVectors.Tests.Models;
 using Microsoft.ML.TaskVectors.Tests.Text;
 using Microsoft.ML.TaskVectors.Text;
-using static Microsoft.ML.TaskVectors.Tests.Heads.HeadTestHelpers;
+using static Microsoft.ML.TaskVectors.Tests.Heads.ClassificationHeadTests;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Tests.Heads;
