@@ -1,3 +1,4 @@
+using Microsoft.ML.TaskVectors.Runtime;
 using Spectre.Console;
 
 namespace Microsoft.ML.TaskVectors.Cli;
@@ -23,6 +24,10 @@ internal static class CliProgress
             });
         return result;
     }
+
+    /// <summary>A fraction-only progress for one phase of <paramref name="progress"/>.</summary>
+    public static IProgress<double> Phase(this IProgress<(string Phase, double Fraction)> progress, string phase) =>
+        new SynchronousProgress<double>(f => progress.Report((phase, f)));
 
     private sealed class Reporter(ProgressContext ctx, Dictionary<string, ProgressTask> bars) : IProgress<(string Phase, double Fraction)>
     {

@@ -53,7 +53,7 @@ internal static class InspectCommand
                 using var pool = new TaskVectorPool(checkpoints.Select((c, i) => TaskVector.FromCheckpoints(@base, c, filter, names[i])).ToArray());
                 stats = CliProgress.Run(progress =>
                 {
-                    var s = TaskVectorStatistics.Compute(pool, progress: new Forward(progress), cancellationToken: cancellationToken);
+                    var s = TaskVectorStatistics.Compute(pool, progress: progress.Phase("Statistics"), cancellationToken: cancellationToken);
                     if (energy) energyRows.AddRange(Energy(pool, progress, cancellationToken));
                     return s;
                 });
@@ -132,10 +132,5 @@ internal static class InspectCommand
             },
         };
         Console.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
-    }
-
-    private sealed class Forward(IProgress<(string, double)> inner) : IProgress<double>
-    {
-        public void Report(double value) => inner.Report(("Statistics", value));
     }
 }

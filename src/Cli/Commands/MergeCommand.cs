@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.ML.TaskVectors.Checkpoints;
 using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 
 namespace Microsoft.ML.TaskVectors.Cli.Commands;
@@ -71,7 +72,7 @@ internal static class MergeCommand
             var started = DateTime.UtcNow;
             CliProgress.Run(progress =>
             {
-                ModelMerger.MergeToFile(@base, pool, method, outputPath, new Forward(progress), cancellationToken);
+                ModelMerger.MergeToFile(@base, pool, method, outputPath, new SynchronousProgress<MergeProgress>(p => progress.Report((p.Phase == "prepare" ? "Ranking" : "Merging", p.Fraction))), cancellationToken);
                 return 0;
             });
             Console.WriteLine($"{method.Name}: merged {pool.Count} task vector(s) over {pool.TensorNames.Count} tensors " +
@@ -81,10 +82,5 @@ internal static class MergeCommand
         {
             foreach (var f in finetuned) f.Dispose();
         }
-    }
-
-    private sealed class Forward(IProgress<(string, double)> inner) : IProgress<MergeProgress>
-    {
-        public void Report(MergeProgress value) => inner.Report((value.Phase == "prepare" ? "Ranking" : "Merging", value.Fraction));
     }
 }

@@ -1,4 +1,5 @@
 using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 
 namespace Microsoft.ML.TaskVectors.Merging;
@@ -18,7 +19,7 @@ public static class ModelMerger
         ArgumentNullException.ThrowIfNull(@base);
         ArgumentNullException.ThrowIfNull(taskVectors);
         ArgumentNullException.ThrowIfNull(method);
-        method.Prepare(taskVectors, progress is null ? null : new Progress(progress, "prepare"), cancellationToken);
+        method.Prepare(taskVectors, progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress("prepare", f))), cancellationToken);
         return new MergedCheckpoint(@base, taskVectors, method);
     }
 
@@ -30,12 +31,6 @@ public static class ModelMerger
         IProgress<MergeProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         using var merged = Merge(@base, taskVectors, method, progress, cancellationToken);
-        SafetensorsWriter.Save(merged, outputPath, progress: progress is null ? null : new Progress(progress, "write"), cancellationToken: cancellationToken);
-    }
-
-    // Reports synchronously (unlike System.Progress, which posts to a synchronisation context).
-    private sealed class Progress(IProgress<MergeProgress> inner, string phase) : IProgress<double>
-    {
-        public void Report(double value) => inner.Report(new MergeProgress(phase, value));
+        SafetensorsWriter.Save(merged, outputPath, progress: progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress("write", f))), cancellationToken: cancellationToken);
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.ML.TaskVectors.Checkpoints;
 using Microsoft.ML.TaskVectors.Models;
+using Microsoft.ML.TaskVectors.Runtime;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Onnx;
@@ -46,7 +47,7 @@ public static class ClipVisionOnnxExporter
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         // Building is nearly all the work; serialising the protobuf is the rest.
-        var builder = BuildGraph(checkpoint, config, options, progress is null ? null : new ScaledProgress(p => progress.Report(0.95 * p)), cancellationToken);
+        var builder = BuildGraph(checkpoint, config, options, progress is null ? null : new SynchronousProgress<double>(p => progress.Report(0.95 * p)), cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
         builder.Save(path);
         progress?.Report(1.0);
@@ -285,10 +286,5 @@ public static class ClipVisionOnnxExporter
         }
 
         private static string Text(long[] shape) => "[" + string.Join(", ", shape) + "]";
-    }
-
-    private sealed class ScaledProgress(Action<double> report) : IProgress<double>
-    {
-        public void Report(double value) => report(value);
     }
 }
