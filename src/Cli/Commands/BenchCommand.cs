@@ -31,9 +31,10 @@ internal static class BenchCommand
         var device = new Option<string>("--device") { Description = "cpu, cuda or auto.", DefaultValueFactory = _ => "cpu" };
         var repeats = new Option<int>("--repeats") { Description = "Timed repeats per case (the best is kept).", DefaultValueFactory = _ => 3 };
         var tile = new Option<long>("--tile-bytes") { Description = "Per-sample weight tile size in bytes.", DefaultValueFactory = _ => new CompositionEngineOptions().TileBytes };
+        var noBranch = new Option<bool>("--no-branch") { Description = "Skip the branch strategy (N + 1 products per layer: slow at ViT sizes)." };
         var command = new Command("composition", "Plain vs composed forward (task-level, per-sample by strategy) and a training step, random weights.")
         {
-            arch, tasks, batch, device, repeats, tile,
+            arch, tasks, batch, device, repeats, tile, noBranch,
         };
         command.SetAction((result, cancellationToken) =>
         {
@@ -47,7 +48,7 @@ internal static class BenchCommand
             if (result.GetValue(repeats) < 1) throw new ArgumentException("--repeats must be at least 1.");
             var requested = result.GetValue(device)!;
             var resolved = ComputeDevice.Resolve(requested);
-            var json = CompositionBenchmark.Run(name, config, n, batches, resolved, result.GetValue(repeats), result.GetValue(tile), Console.Out, cancellationToken);
+            var json = CompositionBenchmark.Run(name, config, n, batches, resolved, result.GetValue(repeats), result.GetValue(tile), !result.GetValue(noBranch), Console.Out, cancellationToken);
             Console.WriteLine(json.ToJsonString());
             return Task.FromResult(0);
         });
