@@ -56,7 +56,9 @@ internal sealed class ComposedClipWeights : ClipWeights
         Tensor y;
         if (strategy == PerSampleStrategy.Materialize)
         {
-            long tileRows = Math.Clamp(_engine.Options.TileBytes / (tokens.shape[0] * inFeatures * tokens.element_size()), 1, outFeatures);
+            // Below a few dozen rows each batched product is too thin to run efficiently, whatever the cache.
+            long tileRows = Math.Clamp(_engine.Options.TileBytes / (tokens.shape[0] * inFeatures * tokens.element_size()),
+                Math.Min(_engine.Options.MinimumTileRows, outFeatures), outFeatures);
             y = PerSampleLinear.Apply(tokens, mixing, new PerSampleLinear.Plan(outFeatures, inFeatures, tileRows, composed.Stack));
         }
         else

@@ -52,6 +52,9 @@ public sealed class CompositionEngine : IDisposable
     /// <summary>The options the engine was built with.</summary>
     public CompositionEngineOptions Options { get; }
 
+    /// <summary>Where θ0, τ and the computation live.</summary>
+    public Device Device => Fixed.Get(ClipVisionTransformer.ProjectionName).device;
+
     /// <summary>Names of the tensors that are composed (the rest are θ0's).</summary>
     public IReadOnlyCollection<string> ComposedTensorNames => Composed.Keys;
 
@@ -148,7 +151,7 @@ public sealed class CompositionEngine : IDisposable
     }
 
     /// <summary>The vision tower with θ0 (no task vectors).</summary>
-    public ClipVisionOutput ForwardBase(Tensor pixels) => ClipVisionTransformer.Encode(Config, pixels.to(Fixed.Get(ClipVisionTransformer.ProjectionName).device), Fixed);
+    public ClipVisionOutput ForwardBase(Tensor pixels) => ClipVisionTransformer.Encode(Config, pixels.to(Device), Fixed);
 
     /// <summary>
     /// The vision tower with composed weights: <paramref name="coefficients"/> [N, M] for one weight set
@@ -159,10 +162,7 @@ public sealed class CompositionEngine : IDisposable
     /// <param name="strategy">Overrides <see cref="CompositionEngineOptions.Strategy"/> for this call.</param>
     /// <exception cref="ArgumentException">The coefficients' shape does not match N, M or the batch.</exception>
     public ClipVisionOutput Forward(Tensor pixels, Tensor coefficients, PerSampleStrategy? strategy = null)
-    {
-        var device = Fixed.Get(ClipVisionTransformer.ProjectionName).device;
-        return ClipVisionTransformer.Encode(Config, pixels.to(device), WeightsFor(coefficients, pixels.shape[0], strategy));
-    }
+        => ClipVisionTransformer.Encode(Config, pixels.to(Device), WeightsFor(coefficients, pixels.shape[0], strategy));
 
     /// <summary>
     /// The weight source for <paramref name="coefficients"/> ([N, M] or [B, N, M]), for callers that run
@@ -179,8 +179,7 @@ public sealed class CompositionEngine : IDisposable
                 nameof(coefficients));
         if (!coefficients.is_floating_point())
             throw new ArgumentException($"coefficients must be floating point; got {coefficients.dtype}.", nameof(coefficients));
-        var device = Fixed.Get(ClipVisionTransformer.ProjectionName).device;
-        var flat = coefficients.to(float32).to(device).reshape(perSample ? shape[0] : 1, (long)TaskCount * BlockCount);
+        var flat = coefficients.to(float32).to(Device).reshape(perSample ? shape[0] : 1, (long)TaskCount * BlockCount);
         return new ComposedClipWeights(this, flat, perSample, strategy ?? Options.Strategy);
     }
 

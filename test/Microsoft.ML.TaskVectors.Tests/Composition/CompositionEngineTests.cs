@@ -23,7 +23,7 @@ public class CompositionEngineTests
                 .ToArray();
             Set = new InMemoryTaskVectorSet(["a", "b", "c"], TaskVectors);
             Blocks = BlockPartition.Create(names.Select(n => new TensorInfo(n, TensorDType.F32, Set.GetShape(n))).ToArray(), granularity, parts, seed: 5);
-            Engine = CompositionEngine.Create(Model, Set, Blocks, new CompositionEngineOptions { Strategy = strategy, TileBytes = tileBytes });
+            Engine = CompositionEngine.Create(Model, Set, Blocks, new CompositionEngineOptions { Strategy = strategy, TileBytes = tileBytes, MinimumTileRows = 1 });
         }
 
         public ClipModel Model { get; }

@@ -1,0 +1,115 @@
+using Microsoft.ML.TaskVectors.Composition;
+using Microsoft.ML.TaskVectors.Images;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Microsoft.ML.TaskVectors.Trainers.Composition;
+
+/// <summary>What a task-level composition trainer learned.</summary>
+/// <param name="Coefficients">z [N, M] of the kept epoch (CPU, float32).</param>
+/// <param name="BestEpoch">The kept epoch (1-based).</param>
+/// <param name="EpochLosses">Mean training loss of each epoch.</param>
+/// <param name="SelectionScores">Mean normalised selection accuracy of each epoch (empty without selection splits).</param>
+public sealed record TaskLevelComposition(Tensor Coefficients, int BestEpoch, IReadOnlyList<double> EpochLosses, IReadOnlyList<double> SelectionScores);
+
+/// <summary>
+/// aTLAS (SPEC 2.2, Table 1 row 2): one learned coefficient per task and block, z[t, j], initialised to 0
+/// (the pre-trained model), trained with AdamW on batches that mix the tasks evenly, each sample's loss
+/// taken through its own task's frozen head. θ0 and τ stay frozen in the engine.
+/// </summary>
+public sealed class AtlasTrainer(CompositionTrainerOptions? options = null)
+{
+    /// <summary>The options.</summary>
+    public CompositionTrainerOptions Options { get; } = options ?? new CompositionTrainerOptions();
+
+    /// <summary>Learns z on the tasks' training splits.</summary>
+    /// <exception cref="ArgumentException">The tasks do not match the engine's task vectors.</exception>
+    /// <exception cref="InvalidOperationException">The loss became NaN or infinite; the message names the step.</exception>
+    public TaskLevelComposition Fit(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
+        IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        CheckTasks(engine, tasks);
+        Options.Validate(tasks.Count);
+        var pixels = new PixelSource(ClipImagePreprocessor.For(engine.Config), Options.CachePixels);
+        random.manual_seed(Options.Seed);
+        var z = nn.Parameter(zeros(engine.TaskCount, engine.BlockCount, device: engine.Device));
+        using var optimizer = optim.AdamW([z], lr: Options.LearningRate, weight_decay: Options.WeightDecay);
+        var losses = new List<double>();
+        var scores = new List<double>();
+        Tensor? best = null;
+        double bestScore = double.NegativeInfinity;
+        int bestEpoch = 0;
+        bool select = tasks.All(t => t.Selection is not null);
+        for (int epoch = 1; epoch <= Options.Epochs; epoch++)
+        {
+            var batches = MultiTaskBatches.ForEpoch(tasks.Select(t => t.Train.Count).ToArray(), Options.BatchSize, Options.Seed, epoch);
+            double sum = 0;
+            for (int s = 0; s < batches.Count; s++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                optimizer.zero_grad();
+                var loss = BatchLoss(engine, tasks, pixels, batches[s], x => z);
+                double value = loss.item<float>();
+                if (!double.IsFinite(value))
+                    throw new InvalidOperationException($"aTLAS: the loss became {value} at epoch {epoch}, step {s + 1}; lower the learning rate.");
+                loss.backward();
+                nn.utils.clip_grad_norm_([z], Options.GradientClipNorm);
+                optimizer.step();
+                sum += value;
+                progress?.Report(new CompositionProgress(epoch, s + 1, batches.Count, value, null));
+            }
+            losses.Add(sum / batches.Count);
+            double score = double.NaN;
+            if (select)
+            {
+                var accuracy = CompositionEvaluator.Accuracy(engine, tasks, t => t.Selection, _ => z.detach(), pixels, Options.EvaluationBatchSize, cancellationToken);
+                score = tasks.Select((t, i) => t.Normalise(accuracy[i])).Average();
+                scores.Add(score);
+                progress?.Report(new CompositionProgress(epoch, batches.Count, batches.Count, losses[^1], score));
+            }
+            if (!select || score > bestScore)
+            {
+                best?.Dispose();
+                best = z.detach().cpu().clone();
+                (bestScore, bestEpoch) = (score, epoch);
+            }
+        }
+        return new TaskLevelComposition(best!, bestEpoch, losses, scores);
+    }
+
+    /// <summary>Mean cross-entropy of a mixed batch, each task's samples through that task's head.</summary>
+    internal static Tensor BatchLoss(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks, PixelSource pixels,
+        IReadOnlyList<MultiTaskBatches.Item> batch, Func<Tensor, Tensor> coefficients)
+    {
+        var x = pixels.Batch(batch.Select(item => (tasks[item.Task].Train, item.Index)).ToArray(), engine.Device);
+        using var output = engine.Forward(x, coefficients(x));
+        var total = zeros(1, device: engine.Device);
+        // Batches hold each task's samples as one contiguous run.
+        int start = 0;
+        while (start < batch.Count)
+        {
+            int task = batch[start].Task, end = start;
+            while (end < batch.Count && batch[end].Task == task) end++;
+            var labels = tensor(batch.Skip(start).Take(end - start).Select(item => (long)tasks[task].Train.GetLabel(item.Index)).ToArray(), device: engine.Device);
+            total = total + F.cross_entropy(tasks[task].Head.Logits(output.ImageEmbeds.narrow(0, start, end - start)), labels, reduction: nn.Reduction.Sum);
+            start = end;
+        }
+        return (total / batch.Count).squeeze();
+    }
+
+    internal static void CheckTasks(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks)
+    {
+        if (tasks.Count != engine.TaskCount)
+            throw new ArgumentException($"{tasks.Count} task(s) were given for {engine.TaskCount} task vector(s) ({string.Join(", ", engine.TaskNames)}); give one task per task vector, in the same order.", nameof(tasks));
+        foreach (var task in tasks)
+        {
+            if (task.Train.Count == 0) throw new ArgumentException($"Task '{task.Name}' has no training images.", nameof(tasks));
+            if (task.Head.EmbeddingDim != engine.ProjectionDim)
+                throw new ArgumentException($"Task '{task.Name}': its head reads {task.Head.EmbeddingDim}-d embeddings, the model gives {engine.ProjectionDim}-d.", nameof(tasks));
+            if (task.Head.ClassCount != task.Train.ClassNames.Count)
+                throw new ArgumentException($"Task '{task.Name}': its head has {task.Head.ClassCount} classes, its data {task.Train.ClassNames.Count}.", nameof(tasks));
+        }
+    }
+}

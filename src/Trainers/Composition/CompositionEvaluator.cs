@@ -1,0 +1,46 @@
+using Microsoft.ML.TaskVectors.Composition;
+using Microsoft.ML.TaskVectors.Data;
+using Microsoft.ML.TaskVectors.Images;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Trainers.Composition;
+
+/// <summary>Per-task accuracy of a composed model, each task scored through its own head.</summary>
+public static class CompositionEvaluator
+{
+    /// <summary>
+    /// Accuracy on each task's <paramref name="split"/> of the vision tower composed with the coefficients
+    /// <paramref name="coefficients"/> gives for a batch of pixels ([N, M] for the batch, or [B, N, M]);
+    /// null coefficients mean the pre-trained model.
+    /// </summary>
+    public static IReadOnlyList<double> Accuracy(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
+        Func<CompositionTask, LabeledImageDataset?> split, Func<Tensor, Tensor>? coefficients, int batchSize = 64,
+        CancellationToken cancellationToken = default) =>
+        Accuracy(engine, tasks, split, coefficients, new PixelSource(ClipImagePreprocessor.For(engine.Config), cache: false), batchSize, cancellationToken);
+
+    internal static IReadOnlyList<double> Accuracy(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
+        Func<CompositionTask, LabeledImageDataset?> split, Func<Tensor, Tensor>? coefficients, PixelSource pixels, int batchSize,
+        CancellationToken cancellationToken)
+    {
+        var result = new double[tasks.Count];
+        using var noGrad = no_grad();
+        for (int t = 0; t < tasks.Count; t++)
+        {
+            var data = split(tasks[t]) ?? throw new ArgumentException($"Task '{tasks[t].Name}' has no split to evaluate on.", nameof(split));
+            long correct = 0;
+            for (int start = 0; start < data.Count; start += batchSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                int n = Math.Min(batchSize, data.Count - start);
+                var x = pixels.Batch(Enumerable.Range(start, n).Select(i => (data, i)).ToArray(), engine.Device);
+                using var output = coefficients is null ? engine.ForwardBase(x) : engine.Forward(x, coefficients(x));
+                var predicted = tasks[t].Head.Predict(output.ImageEmbeds).cpu();
+                var labels = tensor(Enumerable.Range(start, n).Select(i => (long)data.GetLabel(i)).ToArray());
+                correct += predicted.eq(labels).sum().item<long>();
+            }
+            result[t] = data.Count == 0 ? 0 : (double)correct / data.Count;
+        }
+        return result;
+    }
+}
