@@ -32,12 +32,14 @@ internal static class MergeCommand
         var p = new Option<double>("--p") { Description = "DARE: drop probability.", DefaultValueFactory = _ => 0.5 };
         var seed = new Option<long>("--seed") { Description = "DARE: random seed.", DefaultValueFactory = _ => 0 };
         var alpha = new Option<double>("--alpha") { Description = "TSV-M: scaling α.", DefaultValueFactory = _ => 1.0 };
+        var wudiLr = new Option<double>("--wudi-lr") { Description = "WUDI: Adam learning rate.", DefaultValueFactory = _ => 1e-5 };
+        var wudiSteps = new Option<int>("--wudi-steps") { Description = "WUDI: Adam steps per 2-D weight.", DefaultValueFactory = _ => 300 };
         var output = new Option<string>("--out") { Description = "Where to write the merged checkpoint (.safetensors).", Required = true };
         var selection = new TensorSelectionOptions();
 
         var command = new Command("merge", "Merge task vectors into the base model and write a complete checkpoint.")
         {
-            method, @base, finetuned, lambda, k, ranking, aggregation, p, seed, alpha, output,
+            method, @base, finetuned, lambda, k, ranking, aggregation, p, seed, alpha, wudiLr, wudiSteps, output,
         };
         selection.AddTo(command);
         command.SetAction((result, cancellationToken) =>
@@ -51,6 +53,8 @@ internal static class MergeCommand
                 P = result.GetValue(p),
                 Seed = result.GetValue(seed),
                 Alpha = result.GetValue(alpha),
+                WudiLearningRate = result.GetValue(wudiLr),
+                WudiSteps = result.GetValue(wudiSteps),
             };
             var mergeMethod = MergeMethods.Create(result.GetValue(method)!, options);
             Run(result.GetValue(@base)!, result.GetValue(finetuned)!, mergeMethod, selection.Read(result), result.GetValue(output)!, cancellationToken);

@@ -26,4 +26,10 @@ public sealed class MergeMethodOptions
 
     /// <summary>TSV-M: scaling coefficient α. Default 1.0.</summary>
     public double Alpha { get; set; } = 1.0;
+
+    /// <summary>WUDI: Adam's learning rate. Default 1e-5.</summary>
+    public double WudiLearningRate { get; set; } = 1e-5;
+
+    /// <summary>WUDI: Adam steps per 2-D tensor. Default 300.</summary>
+    public int WudiSteps { get; set; } = 300;
 }

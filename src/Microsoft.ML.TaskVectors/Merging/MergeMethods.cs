@@ -24,9 +24,12 @@ public static class MergeMethods
     /// <summary>Task negation.</summary>
     public const string NegateName = "negate";
 
+    /// <summary>WUDI (data-free optimisation of each 2-D weight).</summary>
+    public const string WudiName = "wudi";
+
     /// <summary>Every name <see cref="Create"/> accepts.</summary>
     public static IReadOnlyList<string> Names { get; } =
-        Array.AsReadOnly(new[] { AverageName, TaskArithmeticName, TiesName, DareTaskArithmeticName, DareTiesName, TsvName, NegateName });
+        Array.AsReadOnly(new[] { AverageName, TaskArithmeticName, TiesName, DareTaskArithmeticName, DareTiesName, TsvName, WudiName, NegateName });
 
     /// <summary>
     /// Creates the named method (case-insensitive) from <paramref name="options"/>; null options
@@ -47,6 +50,7 @@ public static class MergeMethods
             DareTiesName => new DareMerging(CreateTies(o), o.P, o.Seed),
             TsvName => new TsvMerging(o.Alpha),
             NegateName => new TaskNegation(o.Lambda ?? 1.0),
+            WudiName => new WudiMerging(o.WudiLearningRate, o.WudiSteps),
             _ => throw new ArgumentException(
                 $"Unknown merge method '{name}'. Valid names: {string.Join(", ", Names)}.", nameof(name)),
         };

@@ -38,7 +38,7 @@ public class MergeMethodsFactoryTests
     [Test]
     public void Create_AcceptsEveryListedName()
     {
-        Assert.That(MergeMethods.Names, Is.EqualTo(new[] { "average", "task-arithmetic", "ties", "dare-ta", "dare-ties", "tsv", "negate" }));
+        Assert.That(MergeMethods.Names, Is.EqualTo(new[] { "average", "task-arithmetic", "ties", "dare-ta", "dare-ties", "tsv", "wudi", "negate" }));
         foreach (var name in MergeMethods.Names)
         {
             Assert.That(MergeMethods.Create(name, new MergeMethodOptions()), Is.Not.Null, name);

@@ -1,0 +1,59 @@
+using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.TaskVectors;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Tests.Merging;
+
+public class WudiMergingTests
+{
+    private static InMemoryTaskVectorSet Set(params Tensor[] taus) =>
+        new(taus.Select((_, i) => $"t{i}").ToArray(), taus.Select(t => (IReadOnlyDictionary<string, Tensor>)new Dictionary<string, Tensor> { ["w"] = t, ["b"] = t[0] }).ToArray());
+
+    [Test]
+    public void ObjectiveMatchesItsDefinitionOnBothGramSides()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(1);
+        foreach (var shape in new long[][] { [3, 5], [5, 3] })
+        {
+            var taus = new[] { randn(shape, generator: gen), randn(shape, generator: gen) };
+            var m = randn(shape, generator: gen);
+            double expected = taus.Sum(t =>
+            {
+                var d = (m - t).matmul(t.t());
+                return d.square().sum().item<float>() / t.square().sum().item<float>();
+            });
+            Assert.That(WudiMerging.Objective(m, taus).item<float>(), Is.EqualTo(expected).Within(1e-4 * expected));
+        }
+    }
+
+    [Test]
+    public void OneTaskVectorIsItsOwnOptimum()
+    {
+        using var scope = NewDisposeScope();
+        var tau = randn(4, 6, generator: new Generator(2));
+        using var set = Set(tau);
+        var merged = new WudiMerging(learningRate: 1e-2, steps: 20).MergeTensor("w", set);
+        Assert.That(merged.allclose(tau, atol: 1e-6), Is.True);
+    }
+
+    [Test]
+    public void TheObjectiveFallsFromTheSumAndOtherTensorsAreAveraged()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(3);
+        var taus = new[] { randn(6, 8, generator: gen) * 0.1, randn(6, 8, generator: gen) * 0.1, randn(6, 8, generator: gen) * 0.1 };
+        using var set = Set(taus);
+        var wudi = new WudiMerging(learningRate: 1e-2, steps: 100);
+        var start = WudiMerging.Objective(taus[0] + taus[1] + taus[2], taus).item<float>();
+        var merged = wudi.MergeTensor("w", set);
+        Assert.That(WudiMerging.Objective(merged, taus).item<float>(), Is.LessThan(0.5 * start));
+        Assert.That(wudi.MergeTensor("w", set).eq(merged).all().item<bool>(), Is.True, "deterministic");
+        Assert.That(wudi.MergeTensor("b", set).allclose((taus[0][0] + taus[1][0] + taus[2][0]) / 3, atol: 1e-7), Is.True);
+        Assert.That(new WudiMerging(steps: 0).MergeTensor("w", set).allclose(taus[0] + taus[1] + taus[2]), Is.True);
+    }
+
+    [Test]
+    public void CreatedByName() =>
+        Assert.That(MergeMethods.Create("wudi", new MergeMethodOptions { WudiSteps = 7 }), Is.TypeOf<WudiMerging>().With.Property("Steps").EqualTo(7));
+}
