@@ -1,4 +1,5 @@
 using Microsoft.ML.TaskVectors.Composition;
+using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Images;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -50,7 +51,7 @@ public sealed class AtlasTrainer(CompositionTrainerOptions? options = null)
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
-                var loss = BatchLoss(engine, tasks, pixels, batches[s], x => z);
+                var loss = BatchLoss(engine, tasks, t => t.Train, pixels, batches[s], x => z, CrossEntropySum);
                 double value = loss.item<float>();
                 if (!double.IsFinite(value))
                     throw new InvalidOperationException($"aTLAS: the loss became {value} at epoch {epoch}, step {s + 1}; lower the learning rate.");
@@ -79,11 +80,17 @@ public sealed class AtlasTrainer(CompositionTrainerOptions? options = null)
         return new TaskLevelComposition(best!, bestEpoch, losses, scores);
     }
 
-    /// <summary>Mean cross-entropy of a mixed batch, each task's samples through that task's head.</summary>
-    internal static Tensor BatchLoss(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks, PixelSource pixels,
-        IReadOnlyList<MultiTaskBatches.Item> batch, Func<Tensor, Tensor> coefficients)
+    /// <summary>Summed cross-entropy of logits against labels.</summary>
+    internal static Tensor CrossEntropySum(Tensor logits, Tensor labels) => F.cross_entropy(logits, labels, reduction: nn.Reduction.Sum);
+
+    /// <summary>
+    /// Mean per-sample loss of a mixed batch, each task's samples scored through that task's head by
+    /// <paramref name="lossSum"/> (logits, labels) → summed loss.
+    /// </summary>
+    internal static Tensor BatchLoss(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks, Func<CompositionTask, LabeledImageDataset> split,
+        PixelSource pixels, IReadOnlyList<MultiTaskBatches.Item> batch, Func<Tensor, Tensor> coefficients, Func<Tensor, Tensor, Tensor> lossSum)
     {
-        var x = pixels.Batch(batch.Select(item => (tasks[item.Task].Train, item.Index)).ToArray(), engine.Device);
+        var x = pixels.Batch(batch.Select(item => (split(tasks[item.Task]), item.Index)).ToArray(), engine.Device);
         using var output = engine.Forward(x, coefficients(x));
         var total = zeros(1, device: engine.Device);
         // Batches hold each task's samples as one contiguous run.
@@ -92,8 +99,9 @@ public sealed class AtlasTrainer(CompositionTrainerOptions? options = null)
         {
             int task = batch[start].Task, end = start;
             while (end < batch.Count && batch[end].Task == task) end++;
-            var labels = tensor(batch.Skip(start).Take(end - start).Select(item => (long)tasks[task].Train.GetLabel(item.Index)).ToArray(), device: engine.Device);
-            total = total + F.cross_entropy(tasks[task].Head.Logits(output.ImageEmbeds.narrow(0, start, end - start)), labels, reduction: nn.Reduction.Sum);
+            var data = split(tasks[task]);
+            var labels = tensor(batch.Skip(start).Take(end - start).Select(item => (long)data.GetLabel(item.Index)).ToArray(), device: engine.Device);
+            total = total + lossSum(tasks[task].Head.Logits(output.ImageEmbeds.narrow(0, start, end - start)), labels);
             start = end;
         }
         return (total / batch.Count).squeeze();
