@@ -77,7 +77,7 @@ internal static class FinetuneCommand
         return command;
     }
 
-    private static TaskSource ParseTask(string text)
+    internal static TaskSource ParseTask(string text)
     {
         try
         {

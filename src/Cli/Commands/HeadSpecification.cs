@@ -16,7 +16,8 @@ internal static class HeadSpecification
         if (path.Length == 0 || kind is not ("linear" or "zeroshot"))
             throw new ArgumentException($"--head: expected linear:HEAD.safetensors or zeroshot:CLASSES.txt, got '{specification}'.");
         if (!File.Exists(path)) throw new FileNotFoundException($"--head: no such file '{path}'.", path);
-        if (kind == "linear") return LinearHead.Load(path);
+        // Any saved head file (a linear probe, or the zero-shot head finetune stores next to τ).
+        if (kind == "linear") return ClassificationHead.Load(path);
 
         var classNames = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (classNames.Length < 2) throw new ArgumentException($"--head: {path} must list at least two class names, one per line.");

@@ -5,9 +5,39 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;
 
+/// <summary>One task's score.</summary>
+/// <param name="Task">The task.</param>
+/// <param name="Accuracy">Fraction correct in [0, 1].</param>
+/// <param name="GatedRatio">Mean fraction of open gates over the task's samples; null for ungated methods.</param>
+public sealed record TaskScore(string Task, double Accuracy, double? GatedRatio);
+
 /// <summary>Per-task accuracy of a composed model, each task scored through its own head.</summary>
 public static class CompositionEvaluator
 {
+    /// <summary>Accuracy (and gated ratio, for gated methods) of a trained composition on each task's <paramref name="split"/>.</summary>
+    public static IReadOnlyList<TaskScore> Evaluate(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks, Func<CompositionTask, LabeledImageDataset?> split,
+        TrainedComposition composition, int batchSize = 64, CancellationToken cancellationToken = default)
+    {
+        var pixels = new PixelSource(ClipImagePreprocessor.For(engine.Config), cache: false);
+        var gateSums = new double[tasks.Count];
+        var gateCounts = new long[tasks.Count];
+        bool gated = false;
+        int current = 0;
+        var accuracy = Accuracy(engine, tasks, split, x =>
+        {
+            var (z, gates) = composition.For(engine, x);
+            if (gates is not null)
+            {
+                gated = true;
+                // Mean over the (task, block) coefficients of each sample, summed over samples.
+                gateSums[current] += gates.to(float64).mean([1L, 2L]).sum().item<double>();
+                gateCounts[current] += gates.shape[0];
+            }
+            return z;
+        }, pixels, batchSize, cancellationToken, t => current = t);
+        return tasks.Select((t, i) => new TaskScore(t.Name, accuracy[i], gated ? gateSums[i] / Math.Max(1, gateCounts[i]) : null)).ToArray();
+    }
+
     /// <summary>
     /// Accuracy on each task's <paramref name="split"/> of the vision tower composed with the coefficients
     /// <paramref name="coefficients"/> gives for a batch of pixels ([N, M] for the batch, or [B, N, M]);
@@ -20,12 +50,13 @@ public static class CompositionEvaluator
 
     internal static IReadOnlyList<double> Accuracy(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         Func<CompositionTask, LabeledImageDataset?> split, Func<Tensor, Tensor>? coefficients, PixelSource pixels, int batchSize,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action<int>? startingTask = null)
     {
         var result = new double[tasks.Count];
         using var noGrad = no_grad();
         for (int t = 0; t < tasks.Count; t++)
         {
+            startingTask?.Invoke(t);
             var data = split(tasks[t]) ?? throw new ArgumentException($"Task '{tasks[t].Name}' has no split to evaluate on.", nameof(split));
             long correct = 0;
             for (int start = 0; start < data.Count; start += batchSize)

@@ -47,4 +47,28 @@ public class CompositionStateTests
         File.WriteAllText(dir.File(CompositionState.ManifestFile), "{\"version\": 99}");
         Assert.That(Assert.Throws<InvalidDataException>(() => CompositionState.Load(dir.Path))!.Message, Does.Contain("version 99"));
     }
+
+    [TestCase("atlas")]
+    [TestCase("spike-slab")]
+    [TestCase("vtvc")]
+    public void ATrainedCompositionScoresTheSameAfterSavingAndLoading(string method)
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        using var suite = new TeacherSuite();
+        File.WriteAllText(dir.File("ref"), "x");
+        using var trained = CompositionTrainers.Train(method, suite.Engine, suite.Tasks, seed: 2, epochs: 1, batchSize: 16);
+        var reference = FileReference.Of(dir.File("ref"));
+        using (var state = new CompositionState(trained.Method, trained.Options, ["task0", "task1"], reference, [reference, reference], [null, null], trained.StateTensors()))
+            state.Save(dir.File("state"));
+        using var loadedState = CompositionState.Load(dir.File("state"));
+        using var loaded = TrainedComposition.FromState(loadedState, suite.Engine);
+        var pixels = randn(5, 3, 16, 16, generator: new Generator(4));
+        var (z, gates) = trained.For(suite.Engine, pixels);
+        var (z2, gates2) = loaded.For(suite.Engine, pixels);
+        Assert.That(z2.eq(z).all().item<bool>(), Is.True);
+        Assert.That(gates2 is null, Is.EqualTo(gates is null));
+        if (gates is not null) Assert.That(gates2!.eq(gates).all().item<bool>(), Is.True);
+        Assert.That(loaded.IsSampleSpecific, Is.EqualTo(method != "atlas"));
+    }
 }

@@ -1,0 +1,61 @@
+using System.Text.Json.Nodes;
+using Microsoft.ML.TaskVectors.Composition;
+
+namespace Microsoft.ML.TaskVectors.Trainers.Composition;
+
+/// <summary>The learned composition methods by name: one entry point for the CLI and for experiments.</summary>
+public static class CompositionTrainers
+{
+    /// <summary>The sample-specific methods and their variants.</summary>
+    public static IReadOnlyDictionary<string, SampleSpecificVariant> SampleSpecific { get; } = new Dictionary<string, SampleSpecificVariant>
+    {
+        ["det-sample"] = SampleSpecificVariant.Deterministic,
+        ["vi-gaussian"] = SampleSpecificVariant.Gaussian,
+        ["spike-slab"] = SampleSpecificVariant.SpikeAndSlab,
+        ["vtvc"] = SampleSpecificVariant.Gated,
+    };
+
+    /// <summary>Every method <see cref="Train"/> accepts.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["atlas", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer"];
+
+    /// <summary>
+    /// Trains <paramref name="method"/> on the tasks with its defaults, overriding the seed and, when given,
+    /// the epochs (AdaMerging: steps = 25 × epochs).
+    /// </summary>
+    /// <exception cref="ArgumentException">Unknown method; the message lists the known ones.</exception>
+    public static TrainedComposition Train(string method, CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
+        long seed = 0, int? epochs = null, int? batchSize = null, IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        if (method == "atlas")
+        {
+            var options = new CompositionTrainerOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var result = new AtlasTrainer(options).Fit(engine, tasks, progress, cancellationToken);
+            return new TrainedComposition.TaskLevel(method, result.Coefficients,
+                new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize });
+        }
+        if (SampleSpecific.TryGetValue(method, out var variant))
+        {
+            var options = new SampleSpecificOptions { Variant = variant, Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var trainer = new SampleSpecificTrainer(options);
+            var model = trainer.Fit(engine, tasks, progress, cancellationToken);
+            var json = trainer.OptionsJson();
+            json["hidden_width"] = model.Network.HiddenWidth;
+            json["best_epoch"] = model.BestEpoch;
+            return new TrainedComposition.SampleSpecific(model, json);
+        }
+        if (method is "adamerging-task" or "adamerging-layer")
+        {
+            var options = new AdaMergingOptions
+            {
+                Granularity = method == "adamerging-task" ? AdaMergingGranularity.TaskWise : AdaMergingGranularity.LayerWise,
+                Seed = seed,
+                Steps = epochs is int e ? 25 * e : 500,
+                BatchSize = batchSize ?? 64,
+            };
+            // AdaMerging adapts on unlabelled images: each task's selection split (its test images) when present.
+            var (z, _) = new AdaMergingTrainer(options).Fit(engine, tasks, t => t.Selection ?? t.Train, progress, cancellationToken);
+            return new TrainedComposition.TaskLevel(method, z, new JsonObject { ["seed"] = seed, ["steps"] = options.Steps });
+        }
+        throw new ArgumentException($"Unknown composition method '{method}'; known: {string.Join(", ", Names)}.", nameof(method));
+    }
+}

@@ -1,0 +1,99 @@
+using System.Text.Json.Nodes;
+using Microsoft.ML.TaskVectors.Composition;
+using Microsoft.ML.TaskVectors.Trainers.Variational;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Trainers.Composition;
+
+/// <summary>
+/// What any composition trainer produced, behind one interface: coefficients (and gates) for a batch,
+/// and the tensors and options a <see cref="CompositionState"/> stores.
+/// </summary>
+public abstract class TrainedComposition : IDisposable
+{
+    /// <summary>The method's name (<see cref="CompositionTrainers.Names"/>).</summary>
+    public abstract string Method { get; }
+
+    /// <summary>Whether coefficients differ per sample (and gates may be reported).</summary>
+    public abstract bool IsSampleSpecific { get; }
+
+    /// <summary>Coefficients for a batch of pixels: [N, M] or [B, N, M]; gates [B, N, M] for gated methods, else null.</summary>
+    public abstract (Tensor Coefficients, Tensor? Gates) For(CompositionEngine engine, Tensor pixels);
+
+    /// <summary>The learned tensors by name.</summary>
+    public abstract Dictionary<string, Tensor> StateTensors();
+
+    /// <summary>What is needed to rebuild the composition from its tensors.</summary>
+    public abstract JsonObject Options { get; }
+
+    /// <summary>Rebuilds a trained composition from a saved state, for the engine it was trained with.</summary>
+    /// <exception cref="InvalidDataException">The state does not fit the engine or names an unknown method.</exception>
+    public static TrainedComposition FromState(CompositionState state, CompositionEngine engine)
+    {
+        if (!state.TaskNames.SequenceEqual(engine.TaskNames) && state.TaskNames.Count != engine.TaskCount)
+            throw new InvalidDataException($"The state was trained on {state.TaskNames.Count} task(s) ({string.Join(", ", state.TaskNames)}), the engine holds {engine.TaskCount}.");
+        if (CompositionTrainers.SampleSpecific.TryGetValue(state.Method, out var variant))
+        {
+            int hidden = state.Options["hidden_width"]?.GetValue<int>() ?? throw new InvalidDataException($"The {state.Method} state has no 'hidden_width' option.");
+            var network = new InferenceNetwork(engine.ProjectionDim, engine.TaskCount, engine.BlockCount, new InferenceNetworkOptions { HiddenWidth = hidden });
+            var gate = variant == SampleSpecificVariant.Gated ? new UncertaintyGate(engine.ProjectionDim, engine.TaskCount, engine.BlockCount) : null;
+            Load(network, state, "network.");
+            if (gate is not null) Load(gate, state, "gate.");
+            network.to(engine.Device).eval();
+            gate?.to(engine.Device).eval();
+            return new SampleSpecific(new SampleSpecificComposition(variant, network, gate, [], [], 0), state.Options);
+        }
+        if (!CompositionTrainers.Names.Contains(state.Method))
+            throw new InvalidDataException($"Unknown composition method '{state.Method}' in the state; known: {string.Join(", ", CompositionTrainers.Names)}.");
+        var z = state.Tensors.TryGetValue("coefficients", out var c) ? c : throw new InvalidDataException("The state has no 'coefficients' tensor.");
+        if (!z.shape.SequenceEqual([engine.TaskCount, engine.BlockCount]))
+            throw new InvalidDataException($"The state's coefficients are [{string.Join(", ", z.shape)}], the engine needs [{engine.TaskCount}, {engine.BlockCount}] (same task vectors and blocks?).");
+        return new TaskLevel(state.Method, z, state.Options);
+    }
+
+    private static void Load(nn.Module module, CompositionState state, string prefix)
+    {
+        var tensors = state.Tensors.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
+        try
+        {
+            module.load_state_dict(tensors, strict: true);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InvalidDataException($"The state's '{prefix}*' tensors do not fit the {state.Method} model: {e.Message}", e);
+        }
+    }
+
+    /// <inheritdoc />
+    public abstract void Dispose();
+
+    internal sealed class TaskLevel(string method, Tensor coefficients, JsonObject options) : TrainedComposition
+    {
+        private readonly Tensor _z = coefficients.detach().cpu().clone().DetachFromDisposeScope();
+
+        public override string Method => method;
+        public override bool IsSampleSpecific => false;
+        public override JsonObject Options => options;
+        public override (Tensor, Tensor?) For(CompositionEngine engine, Tensor pixels) => (_z.to(engine.Device), null);
+        public override Dictionary<string, Tensor> StateTensors() => new() { ["coefficients"] = _z };
+        public override void Dispose() => _z.Dispose();
+    }
+
+    internal sealed class SampleSpecific(SampleSpecificComposition model, JsonObject options) : TrainedComposition
+    {
+        public override string Method => SampleSpecificTrainer.NameOf(model.Variant);
+        public override bool IsSampleSpecific => true;
+        public override JsonObject Options => options;
+
+        public override (Tensor, Tensor?) For(CompositionEngine engine, Tensor pixels)
+        {
+            using var output = engine.ForwardBase(pixels);
+            var (z, gates) = model.Infer(output.ImageEmbeds);
+            return (z, model.Gate is null && model.Variant != SampleSpecificVariant.SpikeAndSlab ? null : gates);
+        }
+
+        public override Dictionary<string, Tensor> StateTensors() => model.StateTensors();
+        public override void Dispose() => model.Dispose();
+    }
+}

@@ -1,0 +1,79 @@
+using System.Text.Json.Nodes;
+using Microsoft.ML.TaskVectors.Tests.Trainers.FineTuning;
+using Microsoft.ML.TaskVectors.Trainers.Composition;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Tests.Cli;
+
+public class ComposeAndEvalCommandTests
+{
+    private TempDirectory _dir = null!;
+    private string _model = null!;
+    private string[] _taus = null!;
+    private string[] _tasks = null!;
+
+    [OneTimeSetUp]
+    public void FineTuneTwoTasks()
+    {
+        _dir = new TempDirectory();
+        _model = FineTuningTestData.WriteModel(_dir);
+        _taus = new string[2];
+        _tasks = new string[2];
+        for (int t = 0; t < 2; t++)
+        {
+            var data = FineTuningTestData.WriteColourTask(_dir.File($"data{t}"), train: 6, val: 4, test: 3, seed: 10 + t);
+            _tasks[t] = $"task{t}=imagefolder:{data}";
+            _taus[t] = _dir.File($"tau{t}.safetensors");
+            var (code, _, error) = CliRunner.Run("finetune", "--model", _model, "--task", _tasks[t], "--steps", "4", "--batch", "6",
+                "--lr", "1e-3", "--head", "linear", "--seed", $"{t}", "--out", _taus[t]);
+            Assert.That(code, Is.EqualTo(0), error);
+        }
+    }
+
+    [OneTimeTearDown]
+    public void TearDown() => _dir.Dispose();
+
+    [TestCase("atlas", false)]
+    [TestCase("vtvc", true)]
+    [TestCase("adamerging-task", false)]
+    public void ComposeThenEvalWritesTheDocumentedJson(string method, bool gated)
+    {
+        var state = _dir.File($"state-{method}");
+        var (code, _, error) = CliRunner.Run(["compose", "--method", method, "--model", _model, "--task-vectors", _taus[0], _taus[1],
+            "--task", _tasks[0], _tasks[1], "--epochs", "2", "--batch", "6", "--out", state]);
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(File.Exists(Path.Combine(state, CompositionState.ManifestFile)), Is.True);
+
+        (code, var stdout, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[1], _tasks[0], "--json", _dir.File($"{method}.json"));
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(stdout, Does.Contain("mean"));
+        var json = JsonNode.Parse(File.ReadAllText(_dir.File($"{method}.json")))!.AsObject();
+        var tasks = json["tasks"]!.AsObject();
+        Assert.That(tasks.Select(kv => kv.Key), Is.EquivalentTo(new[] { "task0", "task1" }));
+        var accuracies = tasks.Select(kv => kv.Value!["accuracy"]!.GetValue<double>()).ToArray();
+        Assert.That(accuracies.All(a => a is >= 0 and <= 1), Is.True);
+        Assert.That(json["mean_accuracy"]!.GetValue<double>(), Is.EqualTo(accuracies.Average()).Within(1e-12));
+        Assert.That(json["gated_ratio"] is null, Is.EqualTo(!gated));
+        if (gated) Assert.That(json["gated_ratio"]!.GetValue<double>(), Is.InRange(0.0, 1.0));
+
+        // Loading then scoring again gives the same answers.
+        (code, _, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[0], _tasks[1], "--json", _dir.File($"{method}-2.json"));
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(File.ReadAllText(_dir.File($"{method}-2.json")), Is.EqualTo(File.ReadAllText(_dir.File($"{method}.json"))));
+    }
+
+    [Test]
+    public void EvalRefusesAChangedTaskVectorAndMissingTasks()
+    {
+        var state = _dir.File("state-check");
+        var (code, _, error) = CliRunner.Run(["compose", "--method", "atlas", "--model", _model, "--task-vectors", _taus[0], _taus[1],
+            "--task", _tasks[0], _tasks[1], "--epochs", "1", "--batch", "6", "--out", state]);
+        Assert.That(code, Is.EqualTo(0), error);
+        (code, _, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[0]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("task1"));
+        (code, _, error) = CliRunner.Run(["compose", "--method", "atlas", "--model", _model, "--task-vectors", _taus[0], "--task", _tasks[0], _tasks[1], "--out", state]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("1 task vector(s) for 2 --task(s)"));
+    }
+}
