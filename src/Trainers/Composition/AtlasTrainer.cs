@@ -1,6 +1,5 @@
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Data;
-using Microsoft.ML.TaskVectors.Images;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -30,54 +29,13 @@ public sealed class AtlasTrainer(CompositionTrainerOptions? options = null)
     public TaskLevelComposition Fit(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        CheckTasks(engine, tasks);
-        Options.Validate(tasks.Count);
-        var pixels = new PixelSource(ClipImagePreprocessor.For(engine.Config), Options.CachePixels);
         random.manual_seed(Options.Seed);
         var z = nn.Parameter(zeros(engine.TaskCount, engine.BlockCount, device: engine.Device));
-        using var optimizer = optim.AdamW([z], lr: Options.LearningRate, weight_decay: Options.WeightDecay);
-        var losses = new List<double>();
-        var scores = new List<double>();
-        Tensor? best = null;
-        double bestScore = double.NegativeInfinity;
-        int bestEpoch = 0;
-        bool select = tasks.All(t => t.Selection is not null);
-        for (int epoch = 1; epoch <= Options.Epochs; epoch++)
-        {
-            var batches = MultiTaskBatches.ForEpoch(tasks.Select(t => t.Train.Count).ToArray(), Options.BatchSize, Options.Seed, epoch);
-            double sum = 0;
-            for (int s = 0; s < batches.Count; s++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                optimizer.zero_grad();
-                var loss = BatchLoss(engine, tasks, t => t.Train, pixels, batches[s], x => z, CrossEntropySum);
-                double value = loss.item<float>();
-                if (!double.IsFinite(value))
-                    throw new InvalidOperationException($"aTLAS: the loss became {value} at epoch {epoch}, step {s + 1}; lower the learning rate.");
-                loss.backward();
-                nn.utils.clip_grad_norm_([z], Options.GradientClipNorm);
-                optimizer.step();
-                sum += value;
-                progress?.Report(new CompositionProgress(epoch, s + 1, batches.Count, value, null));
-            }
-            losses.Add(sum / batches.Count);
-            double score = double.NaN;
-            if (select)
-            {
-                var accuracy = CompositionEvaluator.Accuracy(engine, tasks, t => t.Selection, _ => z.detach(), pixels, Options.EvaluationBatchSize, cancellationToken);
-                score = tasks.Select((t, i) => t.Normalise(accuracy[i])).Average();
-                scores.Add(score);
-                progress?.Report(new CompositionProgress(epoch, batches.Count, batches.Count, losses[^1], score));
-            }
-            if (!select || score > bestScore)
-            {
-                best?.Dispose();
-                best = z.detach().cpu().clone();
-                (bestScore, bestEpoch) = (score, epoch);
-            }
-        }
-        return new TaskLevelComposition(best!, bestEpoch, losses, scores);
+        var run = CompositionTraining.Run("aTLAS", engine, tasks, Options, [z],
+            (pixels, batch, _, _) => BatchLoss(engine, tasks, t => t.Train, pixels, batch, _ => z, CrossEntropySum),
+            _ => z.detach(), () => new Dictionary<string, Tensor> { ["coefficients"] = z }, training: null, cosineSchedule: false,
+            progress, cancellationToken);
+        return new TaskLevelComposition(z.detach().cpu().clone(), run.BestEpoch, run.EpochLosses, run.SelectionScores);
     }
 
     /// <summary>Summed cross-entropy of logits against labels.</summary>

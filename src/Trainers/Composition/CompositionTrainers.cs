@@ -16,7 +16,7 @@ public static class CompositionTrainers
     };
 
     /// <summary>Every method <see cref="Train"/> accepts.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["atlas", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer"];
+    public static IReadOnlyList<string> Names { get; } = ["atlas", "prob-task", "atlas-gated", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer"];
 
     /// <summary>
     /// Trains <paramref name="method"/> on the tasks with its defaults, overriding the seed and, when given,
@@ -32,6 +32,20 @@ public static class CompositionTrainers
             var result = new AtlasTrainer(options).Fit(engine, tasks, progress, cancellationToken);
             return new TrainedComposition.TaskLevel(method, result.Coefficients,
                 new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize });
+        }
+        if (method == "prob-task")
+        {
+            var options = new CompositionTrainerOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var result = new ProbabilisticTaskTrainer(options).Fit(engine, tasks, progress, cancellationToken);
+            return new TrainedComposition.TaskLevel(method, result.Coefficients,
+                new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize });
+        }
+        if (method == "atlas-gated")
+        {
+            var options = new CompositionTrainerOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var (result, gates) = new GatedAtlasTrainer(options).Fit(engine, tasks, progress, cancellationToken);
+            return new TrainedComposition.TaskLevel(method, result.Coefficients,
+                new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize }, gates);
         }
         if (SampleSpecific.TryGetValue(method, out var variant))
         {

@@ -119,8 +119,8 @@ public sealed class SampleSpecificComposition : IDisposable
         return (z.MoveToOuterDisposeScope(), gates.MoveToOuterDisposeScope());
     }
 
-    /// <summary>The learned tensors by name (network.*, gate.*), for <see cref="CompositionState"/>.</summary>
-    public Dictionary<string, Tensor> StateTensors()
+    /// <summary>The learned tensors by name (network.*, gate.*), for <see cref="CompositionState"/>; the live tensors, not copies.</summary>
+    public IReadOnlyDictionary<string, Tensor> StateTensors()
     {
         var tensors = Network.state_dict().ToDictionary(kv => "network." + kv.Key, kv => kv.Value);
         if (Gate is not null)
@@ -160,68 +160,42 @@ public sealed class SampleSpecificTrainer(SampleSpecificOptions? options = null)
     public SampleSpecificComposition Fit(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        AtlasTrainer.CheckTasks(engine, tasks);
-        Options.Validate(tasks.Count);
         var o = Options;
         random.manual_seed(o.Seed);
         using var noise = new Generator((ulong)o.Seed + 1);
-        var pixels = new PixelSource(ClipImagePreprocessor.For(engine.Config), o.CachePixels);
-        var features = new FeatureCache(engine, pixels);
         int n = engine.TaskCount, m = engine.BlockCount, d = engine.ProjectionDim;
         var network = new InferenceNetwork(d, n, m, o.Network);
         var gate = o.Variant == SampleSpecificVariant.Gated ? new UncertaintyGate(d, n, m, o.Gate) : null;
         network.to(engine.Device);
         gate?.to(engine.Device);
-        var parameters = network.parameters().Concat(gate?.parameters() ?? []).ToArray();
-        using var optimizer = optim.AdamW(parameters, lr: o.LearningRate, weight_decay: o.WeightDecay);
-        var sizes = tasks.Select(t => t.Train.Count).ToArray();
-        int stepsPerEpoch = MultiTaskBatches.ForEpoch(sizes, o.BatchSize, o.Seed, 1).Count;
-        long totalSteps = (long)stepsPerEpoch * o.Epochs, step = 0;
-        var schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, totalSteps);
-
-        var losses = new List<double>();
-        var scores = new List<double>();
-        Dictionary<string, Tensor>? best = null;
-        double bestScore = double.NegativeInfinity;
-        int bestEpoch = 0;
-        bool select = tasks.All(t => t.Selection is not null);
-        var trained = new SampleSpecificComposition(o.Variant, network, gate, losses, scores, 0);
-        for (int epoch = 1; epoch <= o.Epochs; epoch++)
-        {
-            network.train();
-            gate?.train();
-            var batches = MultiTaskBatches.ForEpoch(sizes, o.BatchSize, o.Seed, epoch);
-            double sum = 0;
-            for (int s = 0; s < batches.Count; s++, step++)
+        var trained = new SampleSpecificComposition(o.Variant, network, gate, [], [], 0);
+        FeatureCache? features = null;
+        var run = CompositionTraining.Run(NameOf(o.Variant), engine, tasks, o, network.parameters().Concat(gate?.parameters() ?? []).ToArray(),
+            (pixels, batch, step, totalSteps) =>
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                optimizer.zero_grad();
-                var items = batches[s].Select(i => (tasks[i.Task].Train, i.Index)).ToArray();
-                var f = features.Get(items);
+                features ??= new FeatureCache(engine, pixels);
+                var f = features.Get(batch.Select(i => (tasks[i.Task].Train, i.Index)).ToArray());
                 Tensor extra = zeros(1, device: engine.Device).squeeze();
-                var ce = AtlasTrainer.BatchLoss(engine, tasks, t => t.Train, pixels, batches[s], _ =>
+                var ce = AtlasTrainer.BatchLoss(engine, tasks, t => t.Train, pixels, batch, _ =>
                 {
                     switch (o.Variant)
                     {
                         case SampleSpecificVariant.Gaussian:
                         {
-                            var out1 = network.Forward(f, InferenceHeads.Mean | InferenceHeads.LogVariance);
-                            extra = o.KlWeight * KlDivergence.Gaussian(out1.Mean!, out1.LogVariance!, o.PriorStd).sum() / f.shape[0];
-                            return out1.Mean! + (0.5 * out1.LogVariance!).exp() * randn(out1.Mean!.shape, generator: noise, device: f.device);
+                            var q = network.Forward(f, InferenceHeads.Mean | InferenceHeads.LogVariance);
+                            extra = o.KlWeight * KlDivergence.Gaussian(q.Mean!, q.LogVariance!, o.PriorStd).sum() / f.shape[0];
+                            return q.Mean! + (0.5 * q.LogVariance!).exp() * randn(q.Mean!.shape, generator: noise, device: f.device);
                         }
                         case SampleSpecificVariant.SpikeAndSlab:
                         {
-                            var out2 = network.Forward(f, InferenceHeads.All);
-                            extra = o.KlWeight * KlDivergence.SpikeAndSlab(out2.InclusionLogits!, out2.Mean!, out2.LogVariance!, o.PriorInclusion, o.PriorStd).sum() / f.shape[0];
-                            var slab = out2.Mean! + (0.5 * out2.LogVariance!).exp() * randn(out2.Mean!.shape, generator: noise, device: f.device);
-                            var omega = RelaxedBernoulli.Sample(out2.InclusionLogits!, o.Temperature.At(step, totalSteps), noise);
-                            return omega * slab;
+                            var q = network.Forward(f, InferenceHeads.All);
+                            extra = o.KlWeight * KlDivergence.SpikeAndSlab(q.InclusionLogits!, q.Mean!, q.LogVariance!, o.PriorInclusion, o.PriorStd).sum() / f.shape[0];
+                            var slab = q.Mean! + (0.5 * q.LogVariance!).exp() * randn(q.Mean!.shape, generator: noise, device: f.device);
+                            return RelaxedBernoulli.Sample(q.InclusionLogits!, o.Temperature.At(step, totalSteps), noise) * slab;
                         }
                         case SampleSpecificVariant.Gated:
                         {
-                            var mean = network.Mean(f);
-                            var g = gate!.Forward(f, mean, network.Mean);
+                            var g = gate!.Forward(f, network.Mean(f), network.Mean);
                             extra = gate.Regularise(g).Total;
                             return g.Gated;
                         }
@@ -229,50 +203,17 @@ public sealed class SampleSpecificTrainer(SampleSpecificOptions? options = null)
                             return network.Mean(f);
                     }
                 }, AtlasTrainer.CrossEntropySum);
-                var loss = ce + extra;
-                double value = loss.item<float>();
-                if (!double.IsFinite(value))
-                    throw new InvalidOperationException(
-                        $"{NameOf(o.Variant)}: the loss became {value} at epoch {epoch}, step {s + 1} (cross-entropy {ce.item<float>()}, regularisers {extra.item<float>()}); lower the learning rate.");
-                loss.backward();
-                nn.utils.clip_grad_norm_(parameters, o.GradientClipNorm);
-                optimizer.step();
-                schedule.step();
-                sum += value;
-                progress?.Report(new CompositionProgress(epoch, s + 1, batches.Count, value, null));
-            }
-            losses.Add(sum / batches.Count);
-            network.eval();
-            gate?.eval();
-            double score = double.NaN;
-            if (select)
+                return ce + extra;
+            },
+            x => trained.Infer(engine.ForwardBase(x).ImageEmbeds).Coefficients,
+            trained.StateTensors,
+            isTraining =>
             {
-                var accuracy = CompositionEvaluator.Accuracy(engine, tasks, t => t.Selection, x => trained.Infer(engine.ForwardBase(x).ImageEmbeds).Coefficients,
-                    pixels, o.EvaluationBatchSize, cancellationToken);
-                score = tasks.Select((t, i) => t.Normalise(accuracy[i])).Average();
-                scores.Add(score);
-                progress?.Report(new CompositionProgress(epoch, batches.Count, batches.Count, losses[^1], score));
-            }
-            if (!select || score > bestScore)
-            {
-                if (best is not null) foreach (var t in best.Values) t.Dispose();
-                best = trained.StateTensors().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
-                (bestScore, bestEpoch) = (score, epoch);
-            }
-        }
-        // Back to the kept epoch's weights and statistics.
-        using (no_grad())
-        {
-            var current = trained.StateTensors();
-            foreach (var (name, value) in best!)
-            {
-                current[name].copy_(value);
-                value.Dispose();
-            }
-        }
-        network.eval();
-        gate?.eval();
-        return new SampleSpecificComposition(o.Variant, network, gate, losses, scores, bestEpoch);
+                if (isTraining) { network.train(); gate?.train(); }
+                else { network.eval(); gate?.eval(); }
+            },
+            cosineSchedule: true, progress, cancellationToken);
+        return new SampleSpecificComposition(o.Variant, network, gate, run.EpochLosses, run.SelectionScores, run.BestEpoch);
     }
 
     /// <summary>The options as JSON, for <see cref="CompositionState"/>.</summary>

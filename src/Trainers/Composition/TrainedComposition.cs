@@ -22,7 +22,7 @@ public abstract class TrainedComposition : IDisposable
     public abstract (Tensor Coefficients, Tensor? Gates) For(CompositionEngine engine, Tensor pixels);
 
     /// <summary>The learned tensors by name.</summary>
-    public abstract Dictionary<string, Tensor> StateTensors();
+    public abstract IReadOnlyDictionary<string, Tensor> StateTensors();
 
     /// <summary>What is needed to rebuild the composition from its tensors.</summary>
     public abstract JsonObject Options { get; }
@@ -49,7 +49,7 @@ public abstract class TrainedComposition : IDisposable
         var z = state.Tensors.TryGetValue("coefficients", out var c) ? c : throw new InvalidDataException("The state has no 'coefficients' tensor.");
         if (!z.shape.SequenceEqual([engine.TaskCount, engine.BlockCount]))
             throw new InvalidDataException($"The state's coefficients are [{string.Join(", ", z.shape)}], the engine needs [{engine.TaskCount}, {engine.BlockCount}] (same task vectors and blocks?).");
-        return new TaskLevel(state.Method, z, state.Options);
+        return new TaskLevel(state.Method, z, state.Options, state.Tensors.GetValueOrDefault("gates"));
     }
 
     private static void Load(nn.Module module, CompositionState state, string prefix)
@@ -68,16 +68,28 @@ public abstract class TrainedComposition : IDisposable
     /// <inheritdoc />
     public abstract void Dispose();
 
-    internal sealed class TaskLevel(string method, Tensor coefficients, JsonObject options) : TrainedComposition
+    /// <summary>One coefficient set for every sample; with <paramref name="gates"/> (gated aTLAS) its hard gates [N, M].</summary>
+    internal sealed class TaskLevel(string method, Tensor coefficients, JsonObject options, Tensor? gates = null) : TrainedComposition
     {
         private readonly Tensor _z = coefficients.detach().cpu().clone().DetachFromDisposeScope();
+        private readonly Tensor? _gates = gates?.detach().cpu().clone().DetachFromDisposeScope();
 
         public override string Method => method;
         public override bool IsSampleSpecific => false;
         public override JsonObject Options => options;
-        public override (Tensor, Tensor?) For(CompositionEngine engine, Tensor pixels) => (_z.to(engine.Device), null);
-        public override Dictionary<string, Tensor> StateTensors() => new() { ["coefficients"] = _z };
-        public override void Dispose() => _z.Dispose();
+
+        public override (Tensor, Tensor?) For(CompositionEngine engine, Tensor pixels) =>
+            (_z.to(engine.Device), _gates?.unsqueeze(0).expand(pixels.shape[0], -1, -1));
+
+        public override IReadOnlyDictionary<string, Tensor> StateTensors() => _gates is null
+            ? new Dictionary<string, Tensor> { ["coefficients"] = _z }
+            : new Dictionary<string, Tensor> { ["coefficients"] = _z, ["gates"] = _gates };
+
+        public override void Dispose()
+        {
+            _z.Dispose();
+            _gates?.Dispose();
+        }
     }
 
     internal sealed class SampleSpecific(SampleSpecificComposition model, JsonObject options) : TrainedComposition
@@ -93,7 +105,7 @@ public abstract class TrainedComposition : IDisposable
             return (z, model.Gate is null && model.Variant != SampleSpecificVariant.SpikeAndSlab ? null : gates);
         }
 
-        public override Dictionary<string, Tensor> StateTensors() => model.StateTensors();
+        public override IReadOnlyDictionary<string, Tensor> StateTensors() => model.StateTensors();
         public override void Dispose() => model.Dispose();
     }
 }

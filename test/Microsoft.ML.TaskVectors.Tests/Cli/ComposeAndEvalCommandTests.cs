@@ -35,6 +35,7 @@ public class ComposeAndEvalCommandTests
 
     [TestCase("atlas", false)]
     [TestCase("vtvc", true)]
+    [TestCase("atlas-gated", true)]
     [TestCase("adamerging-task", false)]
     public void ComposeThenEvalWritesTheDocumentedJson(string method, bool gated)
     {

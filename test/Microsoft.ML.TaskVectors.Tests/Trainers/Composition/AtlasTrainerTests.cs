@@ -86,6 +86,23 @@ public class AtlasTrainerTests
     }
 
     [Test]
+    public void TheProbabilisticAndGatedTaskLevelVariantsLearnToo()
+    {
+        using var scope = NewDisposeScope();
+        using var suite = new TeacherSuite();
+        var before = CompositionEvaluator.Accuracy(suite.Engine, suite.Tasks, t => t.Selection, null).Average();
+        var probabilistic = new ProbabilisticTaskTrainer(Fast).Fit(suite.Engine, suite.Tasks);
+        Assert.That(probabilistic.EpochLosses[^1], Is.LessThan(probabilistic.EpochLosses[0]));
+        Assert.That(CompositionEvaluator.Accuracy(suite.Engine, suite.Tasks, t => t.Selection, _ => probabilistic.Coefficients).Average(), Is.GreaterThan(before));
+
+        var (gated, gates) = new GatedAtlasTrainer(Fast, new Microsoft.ML.TaskVectors.Trainers.Variational.UncertaintyGateOptions { InitialPsi1 = 0.01 }).Fit(suite.Engine, suite.Tasks);
+        Assert.That(gated.EpochLosses[^1], Is.LessThan(gated.EpochLosses[0]));
+        Assert.That(gates.eq(0).logical_or(gates.eq(1)).all().item<bool>(), Is.True);
+        Assert.That(gated.Coefficients.eq(0).logical_or(gates.eq(1)).all().item<bool>(), Is.True, "closed gates zero their coefficients");
+        Assert.That(CompositionEvaluator.Accuracy(suite.Engine, suite.Tasks, t => t.Selection, _ => gated.Coefficients).Average(), Is.GreaterThan(before));
+    }
+
+    [Test]
     public void TheSameSeedGivesTheSameCoefficients()
     {
         using var scope = NewDisposeScope();
