@@ -56,10 +56,13 @@ internal sealed class ComposedClipWeights : ClipWeights
         Tensor y;
         if (strategy == PerSampleStrategy.Materialize)
         {
-            // Below a few dozen rows each batched product is too thin to run efficiently, whatever the cache.
-            long tileRows = Math.Clamp(_engine.Options.TileBytes / (tokens.shape[0] * inFeatures * tokens.element_size()),
+            // Below a few dozen rows each batched product is too thin to run efficiently, whatever the cache;
+            // past that, the tile spans as many samples as fit the byte budget.
+            long rowBytes = inFeatures * tokens.element_size();
+            long tileRows = Math.Clamp(_engine.Options.TileBytes / (tokens.shape[0] * rowBytes),
                 Math.Min(_engine.Options.MinimumTileRows, outFeatures), outFeatures);
-            y = PerSampleLinear.Apply(tokens, mixing, new PerSampleLinear.Plan(outFeatures, inFeatures, tileRows, composed.Stack));
+            long batchChunk = Math.Clamp(_engine.Options.TileBytes / (tileRows * rowBytes), 1, tokens.shape[0]);
+            y = PerSampleLinear.Apply(tokens, mixing, new PerSampleLinear.Plan(outFeatures, inFeatures, tileRows, batchChunk, composed.Stack));
         }
         else
         {

@@ -68,6 +68,7 @@ public class CompositionEngineTests
 
     [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 4L << 20)]
     [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 700L)] // many tiles and a short last one
+    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 100L)] // one output row and one sample per tile
     [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Branch, 4L << 20)]
     [TestCase(BlockGranularity.PerLayer, 1, PerSampleStrategy.Auto, 4L << 20)]
     [TestCase(BlockGranularity.RandomPartitions, 3, PerSampleStrategy.Auto, 2000L)]
@@ -121,7 +122,7 @@ public class CompositionEngineTests
     public void GradientsReachOnlyTheCoefficientsAndMatchANaivePerSampleForward(PerSampleStrategy strategy)
     {
         using var scope = NewDisposeScope();
-        using var f = new Fixture(strategy: strategy, tileBytes: 1500);
+        using var f = new Fixture(strategy: strategy, tileBytes: 100);
         var z = (rand(2, Tasks, f.Engine.BlockCount, generator: new Generator(8)) * 0.5).requires_grad_();
         var pixels = Pixels(2, 9);
         var target = randn(2, 12, generator: new Generator(10));
