@@ -19,8 +19,9 @@ internal static class EvalCommand
         var stateOption = new Option<string>("--state") { Description = "A folder written by taskvectors compose.", Required = true };
         var tasks = new Option<string[]>("--task") { Description = "NAME=SOURCE for each task of the state: " + TaskSource.AcceptedForms, Required = true, AllowMultipleArgumentsPerToken = true };
         var json = new Option<string?>("--json") { Description = "Also write the results as JSON." };
+        var coefficients = new Option<string?>("--coefficients") { Description = "Also write each test sample's coefficients (and gates) per task to this .safetensors file." };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N.", DefaultValueFactory = _ => ComputeDevice.Auto };
-        var command = new Command("eval", "Test accuracy per task (and gated ratio) of a trained composition.") { stateOption, tasks, json, device };
+        var command = new Command("eval", "Test accuracy per task (and gated ratio) of a trained composition.") { stateOption, tasks, json, coefficients, device };
         command.SetAction((result, cancellationToken) =>
         {
             using var state = CompositionState.Load(result.GetValue(stateOption)!);
@@ -42,6 +43,23 @@ internal static class EvalCommand
             foreach (var s in scores)
                 Console.WriteLine($"{s.Task,-24} accuracy {s.Accuracy * 100,6:F2} %{(s.GatedRatio is { } g ? $"   gated ratio {g:F3}" : "")}");
             Console.WriteLine($"{"mean",-24} accuracy {mean * 100,6:F2} %{(gated is { } m ? $"   gated ratio {m:F3}" : "")}");
+            if (result.GetValue(coefficients) is { } dumpPath)
+            {
+                var tensors = new Dictionary<string, TorchSharp.torch.Tensor>();
+                foreach (var task in testTasks)
+                {
+                    var (z, gates) = CompositionAnalysis.Collect(session.Engine, trained, task.Selection!, cancellationToken: cancellationToken);
+                    tensors[$"{task.Name}.coefficients"] = z;
+                    if (gates is not null) tensors[$"{task.Name}.gates"] = gates;
+                }
+                SafetensorsWriter.Save(dumpPath, tensors, new Dictionary<string, string>
+                {
+                    ["method"] = trained.Method,
+                    ["tasks"] = string.Join(",", state.TaskNames),
+                    ["blocks"] = string.Join(",", session.Engine.Blocks.Blocks.Select(b => b.Name)),
+                });
+                foreach (var t in tensors.Values) t.Dispose();
+            }
             if (result.GetValue(json) is { } path)
             {
                 var document = new JsonObject

@@ -45,7 +45,8 @@ public class ComposeAndEvalCommandTests
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(File.Exists(Path.Combine(state, CompositionState.ManifestFile)), Is.True);
 
-        (code, var stdout, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[1], _tasks[0], "--json", _dir.File($"{method}.json"));
+        (code, var stdout, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[1], _tasks[0], "--json", _dir.File($"{method}.json"),
+            "--coefficients", _dir.File($"{method}.coefficients.safetensors"));
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(stdout, Does.Contain("mean"));
         var json = JsonNode.Parse(File.ReadAllText(_dir.File($"{method}.json")))!.AsObject();
@@ -56,6 +57,19 @@ public class ComposeAndEvalCommandTests
         Assert.That(json["mean_accuracy"]!.GetValue<double>(), Is.EqualTo(accuracies.Average()).Within(1e-12));
         Assert.That(json["gated_ratio"] is null, Is.EqualTo(!gated));
         if (gated) Assert.That(json["gated_ratio"]!.GetValue<double>(), Is.InRange(0.0, 1.0));
+        using (var dump = Microsoft.ML.TaskVectors.Checkpoints.Checkpoint.Open(_dir.File($"{method}.coefficients.safetensors")))
+        {
+            var z = dump.GetInfo("task0.coefficients").Shape;
+            Assert.That(z[0], Is.EqualTo(9), "one row per test image (3 classes × 3)");
+            Assert.That(z[1], Is.EqualTo(2));
+            Assert.That(dump.Contains("task1.gates"), Is.EqualTo(gated));
+            if (gated)
+            {
+                // The gated ratio in the JSON is the mean of the dumped gates.
+                using var g = dump.Read("task1.gates");
+                Assert.That(g.to(TorchSharp.torch.ScalarType.Float64).mean().item<double>(), Is.EqualTo(tasks["task1"]!["gated_ratio"]!.GetValue<double>()).Within(1e-9));
+            }
+        }
 
         // Loading then scoring again gives the same answers.
         (code, _, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[0], _tasks[1], "--json", _dir.File($"{method}-2.json"));
