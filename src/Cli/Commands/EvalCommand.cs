@@ -48,9 +48,14 @@ internal static class EvalCommand
                 var tensors = new Dictionary<string, TorchSharp.torch.Tensor>();
                 foreach (var task in testTasks)
                 {
-                    var (z, gates) = CompositionAnalysis.Collect(session.Engine, trained, task.Selection!, cancellationToken: cancellationToken);
+                    var (z, gates, uncertainty) = CompositionAnalysis.Collect(session.Engine, trained, task.Selection!, cancellationToken: cancellationToken);
                     tensors[$"{task.Name}.coefficients"] = z;
                     if (gates is not null) tensors[$"{task.Name}.gates"] = gates;
+                    if (uncertainty is not null)
+                    {
+                        tensors[$"{task.Name}.uncertainty"] = uncertainty;
+                        Console.WriteLine($"{task.Name,-24} uncertainty mean {uncertainty.mean().item<float>():G4}, max {uncertainty.max().item<float>():G4}");
+                    }
                 }
                 SafetensorsWriter.Save(dumpPath, tensors, new Dictionary<string, string>
                 {

@@ -94,6 +94,8 @@ public abstract class TrainedComposition : IDisposable
 
     internal sealed class SampleSpecific(SampleSpecificComposition model, JsonObject options) : TrainedComposition
     {
+        public SampleSpecificComposition Model => model;
+
         public override string Method => SampleSpecificTrainer.NameOf(model.Variant);
         public override bool IsSampleSpecific => true;
         public override JsonObject Options => options;

@@ -63,6 +63,7 @@ public class ComposeAndEvalCommandTests
             Assert.That(z[0], Is.EqualTo(9), "one row per test image (3 classes × 3)");
             Assert.That(z[1], Is.EqualTo(2));
             Assert.That(dump.Contains("task1.gates"), Is.EqualTo(gated));
+            Assert.That(dump.Contains("task1.uncertainty"), Is.EqualTo(method == "vtvc"));
             if (gated)
             {
                 // The gated ratio in the JSON is the mean of the dumped gates.
