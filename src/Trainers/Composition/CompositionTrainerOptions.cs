@@ -27,6 +27,14 @@ public record CompositionTrainerOptions
     /// <summary>Images per forward pass when evaluating.</summary>
     public int EvaluationBatchSize { get; init; } = 64;
 
+    /// <summary>
+    /// Folder for a checkpoint written atomically after each epoch (null: none). A run whose folder holds a checkpoint
+    /// of the same method, options and tasks continues from it and ends where an uninterrupted run would, bit for bit
+    /// on the CPU; a checkpoint of another method or other options is refused. Without a cosine schedule the epochs may
+    /// be raised between runs.
+    /// </summary>
+    public string? CheckpointDirectory { get; init; }
+
     internal void Validate(int tasks)
     {
         if (Epochs < 1) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "At least one epoch is needed.");
@@ -43,4 +51,9 @@ public record CompositionTrainerOptions
 /// <param name="Steps">Steps per epoch.</param>
 /// <param name="Loss">Training loss of the step.</param>
 /// <param name="SelectionScore">Mean normalised accuracy on the selection splits, reported once per epoch.</param>
-public readonly record struct CompositionProgress(int Epoch, int Step, int Steps, double Loss, double? SelectionScore);
+/// <param name="GatedRatio">
+/// Gated methods: the fraction of gates Ω ≥ 0.5 in the step (in the epoch's report, the mean over its steps); null otherwise.
+/// </param>
+/// <param name="SelectionAccuracies">Each task's raw accuracy on its selection split, in the epoch's report; null otherwise.</param>
+public readonly record struct CompositionProgress(int Epoch, int Step, int Steps, double Loss, double? SelectionScore,
+    double? GatedRatio = null, IReadOnlyList<double>? SelectionAccuracies = null);

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Images;
+using Microsoft.ML.TaskVectors.TaskVectors;
 using Microsoft.ML.TaskVectors.Trainers.Variational;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -176,6 +177,7 @@ public sealed class SampleSpecificTrainer(SampleSpecificOptions? options = null)
                 features ??= new FeatureCache(engine, pixels);
                 var f = features.Get(batch.Select(i => (tasks[i.Task].Train, i.Index)).ToArray());
                 Tensor extra = zeros(1, device: engine.Device).squeeze();
+                double? gatedRatio = null;
                 var ce = AtlasTrainer.BatchLoss(engine, tasks, t => t.Train, pixels, batch, _ =>
                 {
                     switch (o.Variant)
@@ -197,13 +199,14 @@ public sealed class SampleSpecificTrainer(SampleSpecificOptions? options = null)
                         {
                             var g = gate!.Forward(f, network.Mean(f), network.Mean);
                             extra = gate.Regularise(g).Total;
+                            gatedRatio = UncertaintyGate.GatedRatio(g.Gate);
                             return g.Gated;
                         }
                         default:
                             return network.Mean(f);
                     }
                 }, AtlasTrainer.CrossEntropySum);
-                return ce + extra;
+                return new StepLoss(ce + extra, gatedRatio);
             },
             x => trained.Infer(engine.ForwardBase(x).ImageEmbeds).Coefficients,
             trained.StateTensors,
@@ -212,7 +215,12 @@ public sealed class SampleSpecificTrainer(SampleSpecificOptions? options = null)
                 if (isTraining) { network.train(); gate?.train(); }
                 else { network.eval(); gate?.eval(); }
             },
-            cosineSchedule: true, progress, cancellationToken);
+            cosineSchedule: true, progress, cancellationToken,
+            reseed: seed =>
+            {
+                noise.manual_seed(unchecked((long)seed));
+                gate?.ReseedDirections(StableHash.Mix(seed));
+            });
         return new SampleSpecificComposition(o.Variant, network, gate, run.EpochLosses, run.SelectionScores, run.BestEpoch);
     }
 

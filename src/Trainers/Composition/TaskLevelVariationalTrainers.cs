@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Trainers.Variational;
 using TorchSharp;
@@ -32,7 +34,9 @@ public sealed class ProbabilisticTaskTrainer(CompositionTrainerOptions? options 
                 return ce + KlDivergence.Gaussian(mean, logVariance, priorStd).sum() / samples;
             },
             _ => mean.detach(), () => new Dictionary<string, Tensor> { ["mean"] = mean, ["log_variance"] = logVariance },
-            training: null, cosineSchedule: false, progress, cancellationToken);
+            training: null, cosineSchedule: false, progress, cancellationToken,
+            reseed: seed => noise.manual_seed(unchecked((long)seed)),
+            settings: new JsonObject { ["prior_std"] = priorStd, ["initial_log_variance"] = initialLogVariance });
         return new TaskLevelComposition(mean.detach().cpu().clone(), run.BestEpoch, run.EpochLosses, run.SelectionScores);
     }
 }
@@ -67,12 +71,13 @@ public sealed class GatedAtlasTrainer(CompositionTrainerOptions? options = null,
             {
                 var g = gate.Forward(Batch(batch.Count));
                 var ce = AtlasTrainer.BatchLoss(engine, tasks, t => t.Train, pixels, batch, _ => g.Gated[0], AtlasTrainer.CrossEntropySum);
-                return ce + gate.Regularise(g).Total;
+                return new StepLoss(ce + gate.Regularise(g).Total, UncertaintyGate.GatedRatio(g.Gate));
             },
             _ => Gated().detach(),
             () => new Dictionary<string, Tensor>(gate.state_dict().Select(kv => KeyValuePair.Create("gate." + kv.Key, kv.Value))) { ["coefficients"] = z },
             isTraining => { if (isTraining) gate.train(); else gate.eval(); },
-            cosineSchedule: false, progress, cancellationToken);
+            cosineSchedule: false, progress, cancellationToken,
+            reseed: gate.ReseedDirections, settings: JsonSerializer.SerializeToNode(gateOptions ?? new UncertaintyGateOptions()));
         using var noGrad = no_grad();
         using var final = gate.Forward(Batch(1));
         return (new TaskLevelComposition(final.Gated[0].cpu().clone(), run.BestEpoch, run.EpochLosses, run.SelectionScores), final.Gate[0].cpu().clone());

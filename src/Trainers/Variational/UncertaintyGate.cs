@@ -256,6 +256,12 @@ public sealed class UncertaintyGate : nn.Module
         return perTask.data<double>().ToArray();
     }
 
+    /// <summary>
+    /// Reseeds the generator of the per-batch training directions; trainers call it every step with a seed derived from
+    /// the step, so a run resumed from a checkpoint draws the same directions as an uninterrupted one.
+    /// </summary>
+    internal void ReseedDirections(ulong seed) => _generator.manual_seed(unchecked((long)seed));
+
     private Tensor DrawDirection(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
