@@ -20,6 +20,40 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks (results go in docs/benchmarks.md).");
         command.Subcommands.Add(CreateMerge());
         command.Subcommands.Add(CreateComposition());
+        command.Subcommands.Add(CreateTrainers());
+        return command;
+    }
+
+    private static Command CreateTrainers()
+    {
+        var arch = new Option<string>("--arch") { Description = "tiny, vit-b-32, vit-b-16 or vit-l-14.", DefaultValueFactory = _ => "vit-b-32" };
+        var tasks = new Option<int>("--tasks") { Description = "Number of task vectors N.", DefaultValueFactory = _ => 8 };
+        var batch = new Option<int>("--batch") { Description = "Images per step.", DefaultValueFactory = _ => 128 };
+        var steps = new Option<int>("--steps") { Description = "Timed steps per trainer (after one untimed pass over the images).", DefaultValueFactory = _ => 6 };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or auto.", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("trainers", "Training throughput of each composition trainer against a fine-tuning step, random weights and images.")
+        {
+            arch, tasks, batch, steps, device,
+        };
+        command.SetAction((result, cancellationToken) =>
+        {
+            var name = result.GetValue(arch)!;
+            // "tiny" is a 2-layer, 16-wide tower on 32-pixel images: for checking the command, not for numbers.
+            var config = name.Equals("tiny", StringComparison.OrdinalIgnoreCase)
+                ? new ClipConfig(new ClipVisionConfig(ImageSize: 32, PatchSize: 16, Width: 16, Layers: 2, Heads: 4, MlpWidth: 32), null, ProjectionDim: 12)
+                : ClipConfig.Architectures.TryGetValue(name, out var known) ? known
+                : throw new ArgumentException($"--arch: unknown architecture '{name}'; valid: tiny, {string.Join(", ", ClipConfig.Architectures.Keys)}.");
+            var n = result.GetValue(tasks);
+            if (n < 1) throw new ArgumentException($"--tasks must be at least 1 (got {n}).");
+            var b = result.GetValue(batch);
+            if (b < Math.Max(2, n)) throw new ArgumentException($"--batch must be at least --tasks and at least 2 (got {b} for {n} task(s)).");
+            var s = result.GetValue(steps);
+            if (s < 1) throw new ArgumentException($"--steps must be at least 1 (got {s}).");
+            var resolved = ComputeDevice.Resolve(result.GetValue(device)!);
+            var json = TrainerBenchmark.Run(name, config, n, b, s, resolved, Console.Out, cancellationToken);
+            Console.WriteLine(json.ToJsonString());
+            return Task.FromResult(0);
+        });
         return command;
     }
 
