@@ -31,7 +31,7 @@ public record CompositionTrainerOptions
     /// Folder for a checkpoint written atomically after each epoch (null: none). A run whose folder holds a checkpoint
     /// of the same method, options and tasks continues from it and ends where an uninterrupted run would, bit for bit
     /// on the CPU; a checkpoint of another method or other options is refused. Without a cosine schedule the epochs may
-    /// be raised between runs.
+    /// be raised between runs. The checkpoint stays after the last epoch: running again returns the same result at once.
     /// </summary>
     public string? CheckpointDirectory { get; init; }
 
