@@ -16,12 +16,13 @@ public static class CompositionTrainers
     };
 
     /// <summary>Every method <see cref="Train"/> accepts.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["atlas", "prob-task", "atlas-gated", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer"];
+    public static IReadOnlyList<string> Names { get; } = ["atlas", "prob-task", "atlas-gated", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer", "negation"];
 
     /// <summary>
     /// Trains <paramref name="method"/> on the tasks with its defaults, overriding the seed and, when given,
     /// the epochs (AdaMerging: steps = 25 × epochs).
     /// </summary>
+    /// <remarks><c>negation</c> forgets the first task (the target) while keeping the others (the controls); see <see cref="TaskNegationTrainer"/>.</remarks>
     /// <exception cref="ArgumentException">Unknown method; the message lists the known ones.</exception>
     public static TrainedComposition Train(string method, CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         long seed = 0, int? epochs = null, int? batchSize = null, IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -46,6 +47,20 @@ public static class CompositionTrainers
             var (result, gates) = new GatedAtlasTrainer(options).Fit(engine, tasks, progress, cancellationToken);
             return new TrainedComposition.TaskLevel(method, result.Coefficients,
                 new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize }, gates);
+        }
+        if (method == "negation")
+        {
+            // The first task is the target (forgotten), the others are controls (kept).
+            var options = new TaskNegationOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var result = new TaskNegationTrainer(options).Fit(engine, 0, tasks, progress, cancellationToken);
+            return new TrainedComposition.TaskLevel(method, result.Coefficients, new JsonObject
+            {
+                ["seed"] = seed, ["epochs"] = options.Epochs, ["batch_size"] = options.BatchSize, ["best_epoch"] = result.Chosen.Epoch,
+                ["target"] = tasks[0].Name, ["target_threshold_scale"] = result.Chosen.TargetThresholdScale,
+                ["target_accuracy_before"] = result.Before.Target, ["target_accuracy_after"] = result.After.Target,
+                ["control_accuracy_before"] = result.Before.Control, ["control_accuracy_after"] = result.After.Control,
+                ["control_constraint_met"] = result.ControlConstraintMet,
+            }, result.Gates);
         }
         if (SampleSpecific.TryGetValue(method, out var variant))
         {
