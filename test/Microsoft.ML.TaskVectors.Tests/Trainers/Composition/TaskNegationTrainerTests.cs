@@ -16,10 +16,10 @@ public class TaskNegationTrainerTests
     };
 
     /// <summary>
-    /// The suite's tasks relabelled with θ0's own predictions, so the pre-trained model solves every task (accuracy 1)
-    /// and forgetting the target must move away from θ0 without moving the controls' predictions.
+    /// The suite with task 0 relabelled by θ0's own predictions, so the pre-trained model solves the target (accuracy 1)
+    /// and forgetting it must move away from θ0; the control keeps its labels (solved by its own task vector).
     /// </summary>
-    private static List<CompositionTask> KnownToThePretrainedModel(TeacherSuite suite)
+    private static List<CompositionTask> TargetKnownToThePretrainedModel(TeacherSuite suite)
     {
         var pre = ClipImagePreprocessor.For(suite.Model.Config.Vision);
         LabeledImageDataset Relabel(LabeledImageDataset data, ClassificationHeadLike head)
@@ -30,7 +30,8 @@ public class TaskNegationTrainerTests
             var labels = head(output.ImageEmbeds).data<long>().Select(l => (int)l).ToArray();
             return new InMemoryImageDataset(data.Name, data.Split, data.ClassNames, images, labels);
         }
-        return suite.Tasks.Select(t => t with { Train = Relabel(t.Train, t.Head.Predict), Selection = Relabel(t.Selection!, t.Head.Predict) }).ToList();
+        var target = suite.Tasks[0];
+        return [target with { Train = Relabel(target.Train, target.Head.Predict), Selection = Relabel(target.Selection!, target.Head.Predict) }, .. suite.Tasks.Skip(1)];
     }
 
     private delegate Tensor ClassificationHeadLike(Tensor embeds);
@@ -40,20 +41,15 @@ public class TaskNegationTrainerTests
     {
         using var scope = NewDisposeScope();
         using var suite = new TeacherSuite();
-        var tasks = KnownToThePretrainedModel(suite);
-        var result = new TaskNegationTrainer(Fast with { Epochs = 10, LearningRate = 0.1 }).Fit(suite.Engine, 0, tasks);
-        TestContext.Out.WriteLine($"before {result.Before}; after {result.After}; chosen {result.Chosen}");
-        foreach (var c in result.Candidates) TestContext.Out.WriteLine(c.ToString());
-        TestContext.Out.WriteLine(string.Join(" ", result.Coefficients.data<float>().ToArray().Select(v => v.ToString("F2"))));
-        TestContext.Out.WriteLine(string.Join(" ", result.Gates.data<float>().ToArray().Select(v => v.ToString("F0"))));
+        var tasks = TargetKnownToThePretrainedModel(suite);
+        var result = new TaskNegationTrainer(Fast with { Epochs = 8, LearningRate = 0.2 }).Fit(suite.Engine, 0, tasks);
 
         Assert.That(result.Before.Target, Is.EqualTo(1.0));
-        Assert.That(result.Before.Control, Is.EqualTo(1.0));
-        Assert.That(result.After.Target, Is.LessThan(0.6), "the target is forgotten");
+        Assert.That(result.After.Target, Is.LessThan(0.5), $"the target is forgotten: {string.Join("; ", result.Candidates)}");
         Assert.That(result.After.Control, Is.GreaterThanOrEqualTo(0.95 * result.Before.Control), "the controls are kept");
         Assert.That(result.ControlConstraintMet, Is.True);
-        Assert.That(result.Candidates, Has.Count.EqualTo(Fast.Epochs));
-        Assert.That(result.Chosen, Is.SameAs(result.Candidates[NegationSelection.Choose(result.Candidates.Select(c => c.Accuracy).ToArray(), 1.0).Index]));
+        Assert.That(result.Candidates, Has.Count.EqualTo(8));
+        Assert.That(result.Chosen, Is.SameAs(result.Candidates[NegationSelection.Choose(result.Candidates.Select(c => c.Accuracy).ToArray(), result.Before.Control).Index]));
 
         // The chosen coefficients and gates reproduce the reported accuracies, and closed gates zero their coefficients.
         var after = CompositionEvaluator.Accuracy(suite.Engine, tasks, t => t.Selection, _ => result.Coefficients);
