@@ -29,9 +29,10 @@ internal static class ComposeCommand
         var batch = new Option<int?>("--batch") { Description = "Images per step, split evenly between the tasks (default 128; AdaMerging 64)." };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N.", DefaultValueFactory = _ => ComputeDevice.Auto };
         var output = new Option<string>("--out") { Description = "Folder for the trained state.", Required = true };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "Write a training checkpoint here after each epoch, and resume from one found here." };
         var command = new Command("compose", "Learn how to compose task vectors (aTLAS, the variational family, AdaMerging) on each task's validation split.")
         {
-            method, model, taskVectors, tasks, seed, epochs, batch, device, output,
+            method, model, taskVectors, tasks, seed, epochs, batch, device, output, checkpoint,
         };
         command.SetAction((result, cancellationToken) =>
         {
@@ -46,7 +47,8 @@ internal static class ComposeCommand
             var name = result.GetValue(method)!;
             using var trained = CliProgress.Run(progress => CompositionTrainers.Train(name, session.Engine, session.Tasks, result.GetValue(seed),
                 result.GetValue(epochs), result.GetValue(batch),
-                new SynchronousProgress<CompositionProgress>(p => progress.Report(($"{name} epoch {p.Epoch}", (double)p.Step / p.Steps))), cancellationToken));
+                new SynchronousProgress<CompositionProgress>(p => progress.Report(($"{name} epoch {p.Epoch}", (double)p.Step / p.Steps))), cancellationToken,
+                result.GetValue(checkpoint)));
             var stateFolder = result.GetValue(output)!;
             session.Save(stateFolder, trained);
             Console.Error.WriteLine($"wrote {stateFolder}");

@@ -20,38 +20,44 @@ public static class CompositionTrainers
 
     /// <summary>
     /// Trains <paramref name="method"/> on the tasks with its defaults, overriding the seed and, when given,
-    /// the epochs (AdaMerging: steps = 25 × epochs).
+    /// the epochs (AdaMerging: steps = 25 × epochs); with <paramref name="checkpointDirectory"/> training writes a
+    /// checkpoint there after each epoch and continues from one it finds (not AdaMerging).
     /// </summary>
     /// <remarks><c>negation</c> forgets the first task (the target) while keeping the others (the controls); see <see cref="TaskNegationTrainer"/>.</remarks>
     /// <exception cref="ArgumentException">Unknown method; the message lists the known ones.</exception>
     public static TrainedComposition Train(string method, CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
-        long seed = 0, int? epochs = null, int? batchSize = null, IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default)
+        long seed = 0, int? epochs = null, int? batchSize = null, IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default,
+        string? checkpointDirectory = null)
     {
+        T Configure<T>(T options) where T : CompositionTrainerOptions => options with
+        {
+            Seed = seed, Epochs = epochs ?? options.Epochs, BatchSize = batchSize ?? options.BatchSize, CheckpointDirectory = checkpointDirectory,
+        };
+        JsonObject Describe(CompositionTrainerOptions o, int bestEpoch) =>
+            new() { ["seed"] = seed, ["epochs"] = o.Epochs, ["best_epoch"] = bestEpoch, ["batch_size"] = o.BatchSize };
+
         if (method == "atlas")
         {
-            var options = new CompositionTrainerOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var options = Configure(new CompositionTrainerOptions());
             var result = new AtlasTrainer(options).Fit(engine, tasks, progress, cancellationToken);
-            return new TrainedComposition.TaskLevel(method, result.Coefficients,
-                new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize });
+            return new TrainedComposition.TaskLevel(method, result.Coefficients, Describe(options, result.BestEpoch));
         }
         if (method == "prob-task")
         {
-            var options = new CompositionTrainerOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var options = Configure(new CompositionTrainerOptions());
             var result = new ProbabilisticTaskTrainer(options).Fit(engine, tasks, progress, cancellationToken);
-            return new TrainedComposition.TaskLevel(method, result.Coefficients,
-                new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize });
+            return new TrainedComposition.TaskLevel(method, result.Coefficients, Describe(options, result.BestEpoch));
         }
         if (method == "atlas-gated")
         {
-            var options = new CompositionTrainerOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var options = Configure(new CompositionTrainerOptions());
             var (result, gates) = new GatedAtlasTrainer(options).Fit(engine, tasks, progress, cancellationToken);
-            return new TrainedComposition.TaskLevel(method, result.Coefficients,
-                new JsonObject { ["seed"] = seed, ["epochs"] = options.Epochs, ["best_epoch"] = result.BestEpoch, ["batch_size"] = options.BatchSize }, gates);
+            return new TrainedComposition.TaskLevel(method, result.Coefficients, Describe(options, result.BestEpoch), gates);
         }
         if (method == "negation")
         {
             // The first task is the target (forgotten), the others are controls (kept).
-            var options = new TaskNegationOptions { Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var options = Configure(new TaskNegationOptions());
             var result = new TaskNegationTrainer(options).Fit(engine, 0, tasks, progress, cancellationToken);
             return new TrainedComposition.TaskLevel(method, result.Coefficients, new JsonObject
             {
@@ -64,7 +70,7 @@ public static class CompositionTrainers
         }
         if (SampleSpecific.TryGetValue(method, out var variant))
         {
-            var options = new SampleSpecificOptions { Variant = variant, Seed = seed, Epochs = epochs ?? 20, BatchSize = batchSize ?? 128 };
+            var options = Configure(new SampleSpecificOptions { Variant = variant });
             var trainer = new SampleSpecificTrainer(options);
             var model = trainer.Fit(engine, tasks, progress, cancellationToken);
             var json = trainer.OptionsJson();

@@ -57,6 +57,9 @@ public sealed class GatedAtlasTrainer(CompositionTrainerOptions? options = null,
     {
         random.manual_seed(Options.Seed);
         var z = nn.Parameter(zeros(engine.TaskCount, engine.BlockCount, device: engine.Device));
+        // Coefficients shared by every sample have no spread to measure: V is 0 in training and, against running
+        // statistics of a moving z, arbitrary at test. The gate therefore uses sensitivity only (η = 1, S = 0 here).
+        gateOptions ??= new UncertaintyGateOptions { Eta = 1 };
         using var gate = new UncertaintyGate(engine.ProjectionDim, engine.TaskCount, engine.BlockCount, gateOptions);
         gate.to(engine.Device);
         // The gate needs a batch of coefficient sets; every sample of a batch shares z.
