@@ -59,8 +59,8 @@ public sealed class GatedAtlasTrainer(CompositionTrainerOptions? options = null,
         var z = nn.Parameter(zeros(engine.TaskCount, engine.BlockCount, device: engine.Device));
         // Coefficients shared by every sample have no spread to measure: V is 0 in training and, against running
         // statistics of a moving z, arbitrary at test. The gate therefore uses sensitivity only (η = 1, S = 0 here).
-        gateOptions ??= new UncertaintyGateOptions { Eta = 1 };
-        using var gate = new UncertaintyGate(engine.ProjectionDim, engine.TaskCount, engine.BlockCount, gateOptions);
+        var gateSettings = gateOptions ?? new UncertaintyGateOptions { Eta = 1 };
+        using var gate = new UncertaintyGate(engine.ProjectionDim, engine.TaskCount, engine.BlockCount, gateSettings);
         gate.to(engine.Device);
         // The gate needs a batch of coefficient sets; every sample of a batch shares z.
         Tensor Batch(long b) => z.unsqueeze(0).expand(b, -1, -1);
@@ -80,7 +80,7 @@ public sealed class GatedAtlasTrainer(CompositionTrainerOptions? options = null,
             () => new Dictionary<string, Tensor>(gate.state_dict().Select(kv => KeyValuePair.Create("gate." + kv.Key, kv.Value))) { ["coefficients"] = z },
             isTraining => { if (isTraining) gate.train(); else gate.eval(); },
             cosineSchedule: false, progress, cancellationToken,
-            reseed: gate.ReseedDirections, settings: JsonSerializer.SerializeToNode(gateOptions ?? new UncertaintyGateOptions()));
+            reseed: gate.ReseedDirections, settings: JsonSerializer.SerializeToNode(gateSettings));
         using var noGrad = no_grad();
         using var final = gate.Forward(Batch(1));
         return (new TaskLevelComposition(final.Gated[0].cpu().clone(), run.BestEpoch, run.EpochLosses, run.SelectionScores), final.Gate[0].cpu().clone());
