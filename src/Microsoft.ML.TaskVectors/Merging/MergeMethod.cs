@@ -35,6 +35,12 @@ public abstract class MergeMethod
     /// <param name="taskVectors">The task vectors to merge.</param>
     public abstract torch.Tensor MergeTensor(string tensorName, ITaskVectorSet taskVectors);
 
+    /// <summary>
+    /// For methods whose delta is Σt wt·τt with fixed weights (averaging, task arithmetic, negation): the
+    /// weights, which let <see cref="ModelMerger.MergeToFile"/> stream raw bytes instead of tensors; else null.
+    /// </summary>
+    internal virtual double[]? LinearTaskWeights(int taskCount) => null;
+
     /// <inheritdoc />
     public override string ToString() => Name;
 

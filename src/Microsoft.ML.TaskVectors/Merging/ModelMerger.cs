@@ -26,11 +26,16 @@ public static class ModelMerger
     /// <summary>
     /// Merges and writes a complete checkpoint (every base tensor, merged where task vectors exist)
     /// to <paramref name="outputPath"/> atomically. At most one tensor of each input is in memory at a time.
+    /// Fixed linear combinations (averaging, task arithmetic, negation) of safetensors files skip tensors
+    /// altogether and combine the files' bytes directly.
     /// </summary>
     public static void MergeToFile(Checkpoint @base, ITaskVectorSet taskVectors, MergeMethod method, string outputPath,
         IProgress<MergeProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(method);
+        var write = progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress("write", f)));
+        if (LinearMergeWriter.TryWrite(@base, taskVectors, method, outputPath, write, cancellationToken)) return;
         using var merged = Merge(@base, taskVectors, method, progress, cancellationToken);
-        SafetensorsWriter.Save(merged, outputPath, progress: progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress("write", f))), cancellationToken: cancellationToken);
+        SafetensorsWriter.Save(merged, outputPath, progress: write, cancellationToken: cancellationToken);
     }
 }

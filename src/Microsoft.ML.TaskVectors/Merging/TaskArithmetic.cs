@@ -40,6 +40,8 @@ public sealed class TaskArithmetic : MergeMethod
         return sum.mul_(Lambda).MoveToOuterDisposeScope();
     }
 
+    internal override double[]? LinearTaskWeights(int taskCount) => Enumerable.Repeat(Lambda, taskCount).ToArray();
+
     /// <summary>
     /// Evaluates every λ of <paramref name="grid"/> with the caller's evaluator and returns the λ
     /// with the highest mean normalised accuracy (accuracy ÷ that task's fine-tuned accuracy);

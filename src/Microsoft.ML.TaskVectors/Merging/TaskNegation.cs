@@ -30,4 +30,6 @@ public sealed class TaskNegation : MergeMethod
         var sum = taskVectors.Sum(tensorName);
         return sum.mul_(-Lambda).MoveToOuterDisposeScope();
     }
+
+    internal override double[]? LinearTaskWeights(int taskCount) => Enumerable.Repeat(-Lambda, taskCount).ToArray();
 }

@@ -17,4 +17,6 @@ public sealed class WeightAveraging : MergeMethod
         var sum = taskVectors.Sum(tensorName);
         return sum.div_(taskVectors.Count).MoveToOuterDisposeScope();
     }
+
+    internal override double[]? LinearTaskWeights(int taskCount) => Enumerable.Repeat(1.0 / taskCount, taskCount).ToArray();
 }
