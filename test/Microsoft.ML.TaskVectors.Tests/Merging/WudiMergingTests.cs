@@ -1,3 +1,5 @@
+using Microsoft.ML.TaskVectors.Images;
+using Microsoft.ML.TaskVectors.Models;
 using Microsoft.ML.TaskVectors.Merging;
 using Microsoft.ML.TaskVectors.TaskVectors;
 using static TorchSharp.torch;
@@ -51,6 +53,27 @@ public class WudiMergingTests
         Assert.That(wudi.MergeTensor("w", set).eq(merged).all().item<bool>(), Is.True, "deterministic");
         Assert.That(wudi.MergeTensor("b", set).allclose((taus[0][0] + taus[1][0] + taus[2][0]) / 3, atol: 1e-7), Is.True);
         Assert.That(new WudiMerging(steps: 0).MergeTensor("w", set).allclose(taus[0] + taus[1] + taus[2]), Is.True);
+    }
+
+    [Test]
+    public void MergingTheTeacherSuiteBeatsThePretrainedModel()
+    {
+        using var scope = NewDisposeScope();
+        using var suite = new Trainers.Composition.TeacherSuite();
+        var wudi = new WudiMerging(learningRate: 1e-3, steps: 50);
+        var merged = suite.Model.Vision.named_parameters().ToDictionary(p => p.name,
+            p => p.parameter.detach() + wudi.MergeTensor(p.name, suite.TaskVectors));
+        var pre = ClipImagePreprocessor.For(suite.Model.Config.Vision);
+        double Accuracy(ClipWeights weights) => suite.Tasks.Average(task =>
+        {
+            var data = task.Selection!;
+            var x = pre.ToTensor(Enumerable.Range(0, data.Count).Select(data.LoadImage).ToArray());
+            using var o = ClipVisionTransformer.Encode(suite.Model.Config.Vision, x, weights);
+            var labels = tensor(data.GetLabels().Select(l => (long)l).ToArray());
+            return task.Head.Predict(o.ImageEmbeds).eq(labels).to(ScalarType.Float64).mean().item<double>();
+        });
+        using var noGrad = no_grad();
+        Assert.That(Accuracy(new PlainClipWeights(merged)), Is.GreaterThan(Accuracy(suite.Model.Vision.OwnWeights())));
     }
 
     [Test]

@@ -28,5 +28,8 @@ public class AdaMergingTrainerTests
         bool sharedAcrossBlocks = z.eq(z[.., ..1]).all().item<bool>();
         Assert.That(sharedAcrossBlocks, Is.EqualTo(granularity == AdaMergingGranularity.TaskWise));
         Assert.That(new AdaMergingTrainer(options).Fit(suite.Engine, suite.Tasks).Coefficients.eq(z).all().item<bool>(), Is.True, "deterministic");
+        var before = CompositionEvaluator.Accuracy(suite.Engine, suite.Tasks, t => t.Selection, null).Average();
+        var after = CompositionEvaluator.Accuracy(suite.Engine, suite.Tasks, t => t.Selection, _ => z).Average();
+        Assert.That(after, Is.GreaterThan(before), "beats the pre-trained model");
     }
 }
