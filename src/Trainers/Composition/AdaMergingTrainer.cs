@@ -1,6 +1,7 @@
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Images;
+using System.Text.Json;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -39,6 +40,15 @@ public sealed record AdaMergingOptions
 
     /// <summary>Keep preprocessed images in memory between steps.</summary>
     public bool CachePixels { get; init; } = true;
+
+    /// <summary>
+    /// Where to write a checkpoint every <see cref="CheckpointEvery"/> steps and to resume from one (null = off);
+    /// a resumed run ends bit for bit where an uninterrupted one would.
+    /// </summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Steps between checkpoints.</summary>
+    public int CheckpointEvery { get; init; } = 25;
 }
 
 /// <summary>
@@ -68,7 +78,24 @@ public sealed class AdaMergingTrainer(AdaMergingOptions? options = null)
         var entropies = new List<double>();
         var sizes = tasks.Select(t => unlabelled(t).Count).ToArray();
         var queue = new Queue<MultiTaskBatches.Item[]>();
-        for (int step = 1, epoch = 0; step <= Options.Steps; step++)
+        int first = 1, epoch = 0;
+        var live = new Dictionary<string, Tensor> { ["lambda"] = lambda };
+        string method = "adamerging-" + Options.Granularity, fingerprint = Fingerprint(tasks, sizes);
+        if (Options.CheckpointDirectory is { } directory
+            && TrainingCheckpoint.TryLoad(directory, method, fingerprint, live, optimizer) is { } resumed)
+        {
+            entropies.AddRange(resumed.Losses);
+            first = (int)resumed.Step + 1;
+            // Replay the batch order up to the saved step (it depends only on the seed).
+            for (int skipped = 0; skipped < resumed.Step; skipped++)
+            {
+                if (queue.Count == 0)
+                    foreach (var b in MultiTaskBatches.ForEpoch(sizes, Options.BatchSize, Options.Seed, ++epoch)) queue.Enqueue(b);
+                queue.Dequeue();
+            }
+            foreach (var t in resumed.Best.Values) t.Dispose();
+        }
+        for (int step = first; step <= Options.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (queue.Count == 0)
@@ -84,8 +111,26 @@ public sealed class AdaMergingTrainer(AdaMergingOptions? options = null)
             using (no_grad()) lambda.clamp_(0, 1);
             entropies.Add(value);
             progress?.Report(new CompositionProgress(epoch, step, Options.Steps, value, null));
+            if (Options.CheckpointDirectory is { } dir && (step % Options.CheckpointEvery == 0 || step == Options.Steps))
+            {
+                Directory.CreateDirectory(dir);
+                TrainingCheckpoint.Save(dir, method, fingerprint, new TrainingCheckpoint
+                {
+                    // AdaMerging keeps its last λ: the "best" state is the live one.
+                    Epoch = epoch, Step = step, Losses = entropies, Scores = [], BestScore = 0, BestEpoch = 0, Best = live,
+                }, live, optimizer);
+            }
         }
         return (Coefficients().detach().cpu().clone(), entropies);
+    }
+
+    private string Fingerprint(IReadOnlyList<CompositionTask> tasks, int[] sizes)
+    {
+        var o = JsonSerializer.SerializeToNode(Options)!.AsObject();
+        foreach (var key in new[] { nameof(AdaMergingOptions.CheckpointDirectory), nameof(AdaMergingOptions.CachePixels), nameof(AdaMergingOptions.Steps), nameof(AdaMergingOptions.CheckpointEvery) })
+            o.Remove(key);
+        o["tasks"] = string.Join(",", tasks.Select((t, i) => $"{t.Name}:{sizes[i]}"));
+        return o.ToJsonString();
     }
 
     /// <summary>Σ over samples of the entropy of softmax(logits); the labels are ignored.</summary>

@@ -21,7 +21,7 @@ public static class CompositionTrainers
     /// <summary>
     /// Trains <paramref name="method"/> on the tasks with its defaults, overriding the seed and, when given,
     /// the epochs (AdaMerging: steps = 25 × epochs); with <paramref name="checkpointDirectory"/> training writes a
-    /// checkpoint there after each epoch and continues from one it finds (not AdaMerging).
+    /// checkpoint there after each epoch (AdaMerging: every 25 steps) and continues from one it finds.
     /// </summary>
     /// <remarks><c>negation</c> forgets the first task (the target) while keeping the others (the controls); see <see cref="TaskNegationTrainer"/>.</remarks>
     /// <exception cref="ArgumentException">Unknown method; the message lists the known ones.</exception>
@@ -86,6 +86,7 @@ public static class CompositionTrainers
                 Seed = seed,
                 Steps = epochs is int e ? 25 * e : 500,
                 BatchSize = batchSize ?? 64,
+                CheckpointDirectory = checkpointDirectory,
             };
             // AdaMerging adapts on unlabelled images: each task's selection split (its test images) when present.
             var (z, _) = new AdaMergingTrainer(options).Fit(engine, tasks, t => t.Selection ?? t.Train, progress, cancellationToken);

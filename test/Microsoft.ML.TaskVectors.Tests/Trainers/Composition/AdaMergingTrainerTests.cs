@@ -32,4 +32,20 @@ public class AdaMergingTrainerTests
         var after = CompositionEvaluator.Accuracy(suite.Engine, suite.Tasks, t => t.Selection, _ => z).Average();
         Assert.That(after, Is.GreaterThan(before), "beats the pre-trained model");
     }
+
+    [Test]
+    public void ResumingFromACheckpointEqualsAnUninterruptedRun()
+    {
+        using var scope = NewDisposeScope();
+        using var suite = new TeacherSuite();
+        using var dir = new TempDirectory();
+        var options = new AdaMergingOptions { Granularity = AdaMergingGranularity.LayerWise, Steps = 12, LearningRate = 0.05, BatchSize = 16, Seed = 3, CheckpointEvery = 4 };
+        var (straight, _) = new AdaMergingTrainer(options).Fit(suite.Engine, suite.Tasks);
+        new AdaMergingTrainer(options with { Steps = 8, CheckpointDirectory = dir.Path }).Fit(suite.Engine, suite.Tasks);
+        var (resumed, entropies) = new AdaMergingTrainer(options with { CheckpointDirectory = dir.Path }).Fit(suite.Engine, suite.Tasks);
+        Assert.That(entropies, Has.Count.EqualTo(12), "the first 8 entropies come from the checkpoint");
+        Assert.That(resumed.eq(straight).all().item<bool>(), Is.True);
+        var e = Assert.Throws<InvalidOperationException>(() => new AdaMergingTrainer(options with { LearningRate = 0.01, CheckpointDirectory = dir.Path }).Fit(suite.Engine, suite.Tasks))!;
+        Assert.That(e.Message, Does.Contain(dir.Path));
+    }
 }
