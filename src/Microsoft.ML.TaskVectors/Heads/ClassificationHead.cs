@@ -178,6 +178,16 @@ public abstract class ClassificationHead : IDisposable
     {
     }
 
+    /// <summary>Loads a head file that must hold a <typeparamref name="T"/>; the typed <c>Load</c> of each kind.</summary>
+    private protected static T LoadAs<T>(string path, Device? device, ClassificationHeadKind expected) where T : ClassificationHead
+    {
+        var head = Load(path, device);
+        if (head is T typed) return typed;
+        var kind = KindName(head.Kind);
+        head.Dispose();
+        throw new InvalidDataException($"{path}: holds a {kind} head; a {KindName(expected)} head was expected.");
+    }
+
     private protected void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     private protected static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;

@@ -136,14 +136,8 @@ public sealed class LinearHead : ClassificationHead
 
     /// <summary>Reads a linear head file; see <see cref="ClassificationHead.Load"/>.</summary>
     /// <exception cref="InvalidDataException">The file holds another kind of head, or is malformed; the message names the file.</exception>
-    public static new LinearHead Load(string path, Device? device = null)
-    {
-        var head = ClassificationHead.Load(path, device);
-        if (head is LinearHead linear) return linear;
-        var kind = KindName(head.Kind);
-        head.Dispose();
-        throw new InvalidDataException($"{path}: holds a {kind} head; a linear head was expected.");
-    }
+    public static new LinearHead Load(string path, Device? device = null) =>
+        LoadAs<LinearHead>(path, device, ClassificationHeadKind.Linear);
 
     /// <inheritdoc />
     public override LinearHead To(Device device)

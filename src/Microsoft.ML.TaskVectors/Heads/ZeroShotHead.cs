@@ -128,14 +128,8 @@ public sealed class ZeroShotHead : ClassificationHead
 
     /// <summary>Reads a zero-shot head file; see <see cref="ClassificationHead.Load"/>.</summary>
     /// <exception cref="InvalidDataException">The file holds another kind of head, or is malformed; the message names the file.</exception>
-    public static new ZeroShotHead Load(string path, Device? device = null)
-    {
-        var head = ClassificationHead.Load(path, device);
-        if (head is ZeroShotHead zeroShot) return zeroShot;
-        var kind = KindName(head.Kind);
-        head.Dispose();
-        throw new InvalidDataException($"{path}: holds a {kind} head; a zeroshot head was expected.");
-    }
+    public static new ZeroShotHead Load(string path, Device? device = null) =>
+        LoadAs<ZeroShotHead>(path, device, ClassificationHeadKind.ZeroShot);
 
     /// <inheritdoc />
     public override ZeroShotHead To(Device device)

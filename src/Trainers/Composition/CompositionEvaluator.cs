@@ -22,19 +22,18 @@ public static class CompositionEvaluator
         var gateSums = new double[tasks.Count];
         var gateCounts = new long[tasks.Count];
         bool gated = false;
-        int current = 0;
-        var accuracy = Accuracy(engine, tasks, split, x =>
+        var accuracy = Score(engine, tasks, split, (task, x) =>
         {
             var (z, gates) = composition.For(engine, x);
             if (gates is not null)
             {
                 gated = true;
                 // Mean over the (task, block) coefficients of each sample, summed over samples.
-                gateSums[current] += gates.to(float64).mean([1L, 2L]).sum().item<double>();
-                gateCounts[current] += gates.shape[0];
+                gateSums[task] += gates.to(float64).mean([1L, 2L]).sum().item<double>();
+                gateCounts[task] += gates.shape[0];
             }
             return z;
-        }, pixels, batchSize, cancellationToken, t => current = t);
+        }, pixels, batchSize, cancellationToken);
         return tasks.Select((t, i) => new TaskScore(t.Name, accuracy[i], gated ? gateSums[i] / Math.Max(1, gateCounts[i]) : null)).ToArray();
     }
 
@@ -50,13 +49,18 @@ public static class CompositionEvaluator
 
     internal static IReadOnlyList<double> Accuracy(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         Func<CompositionTask, LabeledImageDataset?> split, Func<Tensor, Tensor>? coefficients, PixelSource pixels, int batchSize,
-        CancellationToken cancellationToken, Action<int>? startingTask = null)
+        CancellationToken cancellationToken) =>
+        Score(engine, tasks, split, coefficients is null ? null : (_, x) => coefficients(x), pixels, batchSize, cancellationToken);
+
+    /// <summary>The evaluation loop; <paramref name="coefficients"/> gets the task's index with each batch of pixels.</summary>
+    private static double[] Score(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
+        Func<CompositionTask, LabeledImageDataset?> split, Func<int, Tensor, Tensor>? coefficients, PixelSource pixels, int batchSize,
+        CancellationToken cancellationToken)
     {
         var result = new double[tasks.Count];
         using var noGrad = no_grad();
         for (int t = 0; t < tasks.Count; t++)
         {
-            startingTask?.Invoke(t);
             var data = split(tasks[t]) ?? throw new ArgumentException($"Task '{tasks[t].Name}' has no split to evaluate on.", nameof(split));
             long correct = 0;
             for (int start = 0; start < data.Count; start += batchSize)
@@ -65,7 +69,7 @@ public static class CompositionEvaluator
                 using var scope = NewDisposeScope();
                 int n = Math.Min(batchSize, data.Count - start);
                 var x = pixels.Batch(Enumerable.Range(start, n).Select(i => (data, i)).ToArray(), engine.Device);
-                using var output = coefficients is null ? engine.ForwardBase(x) : engine.Forward(x, coefficients(x));
+                using var output = coefficients is null ? engine.ForwardBase(x) : engine.Forward(x, coefficients(t, x));
                 var predicted = tasks[t].Head.Predict(output.ImageEmbeds).cpu();
                 var labels = tensor(Enumerable.Range(start, n).Select(i => (long)data.GetLabel(i)).ToArray());
                 correct += predicted.eq(labels).sum().item<long>();

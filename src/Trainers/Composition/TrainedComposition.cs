@@ -31,7 +31,7 @@ public abstract class TrainedComposition : IDisposable
     /// <exception cref="InvalidDataException">The state does not fit the engine or names an unknown method.</exception>
     public static TrainedComposition FromState(CompositionState state, CompositionEngine engine)
     {
-        if (!state.TaskNames.SequenceEqual(engine.TaskNames) && state.TaskNames.Count != engine.TaskCount)
+        if (state.TaskNames.Count != engine.TaskCount)
             throw new InvalidDataException($"The state was trained on {state.TaskNames.Count} task(s) ({string.Join(", ", state.TaskNames)}), the engine holds {engine.TaskCount}.");
         if (CompositionTrainers.SampleSpecific.TryGetValue(state.Method, out var variant))
         {
