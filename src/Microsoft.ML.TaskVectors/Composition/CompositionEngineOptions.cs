@@ -12,7 +12,14 @@ public sealed class CompositionEngineOptions
     public PerSampleStrategy Strategy { get; set; } = PerSampleStrategy.Auto;
 
     /// <summary>
-    /// Bytes of per-sample weights formed at once by <see cref="PerSampleStrategy.Materialize"/> (a tile spans
+    /// On a CPU with AVX2 and FMA, run <see cref="PerSampleStrategy.Materialize"/> in the library's fused kernels,
+    /// which form each sample's weights block by block inside the matrix product (default true). False uses
+    /// tiles of batched library products, the path GPUs and other CPUs take, sized by <see cref="TileBytes"/>.
+    /// </summary>
+    public bool FusedCpuKernels { get; set; } = true;
+
+    /// <summary>
+    /// Bytes of per-sample weights formed at once by <see cref="PerSampleStrategy.Materialize"/> when it runs as library products (a tile spans
     /// output rows and samples). Larger tiles make each batched product efficient; above 32 MB glibc would map
     /// every temporary afresh. Default 8 MiB: on ViT-B/32 at batch 16 and 64, 8 and 16 MiB measure the same within
     /// noise (2.1–2.4× the plain forward); budgets of a few MiB, leaving a few samples per tile, are several times slower.

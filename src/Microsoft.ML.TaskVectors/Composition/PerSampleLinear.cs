@@ -8,11 +8,16 @@ namespace Microsoft.ML.TaskVectors.Composition;
 /// (SPEC section 4), giving ∂L/∂mixing[b,r] = ⟨G_b, stack[r]⟩ with G_b = gy_bᵀ·x_b per tile. Tiles span
 /// <see cref="Plan.TileRows"/> output rows and <see cref="Plan.BatchChunk"/> samples, so that every
 /// temporary stays small (glibc maps blocks over 32 MB afresh on each allocation, paying page faults).
+/// On CPUs with AVX2 and FMA the whole layer runs in <see cref="PerSampleKernels"/> instead, which form the
+/// weights inside the matrix kernel's cache blocks.
 /// </summary>
 internal sealed class PerSampleLinear : autograd.SingleTensorFunction<PerSampleLinear>
 {
-    /// <summary>The layer's geometry, tile size and frozen [R + 1, out·in] stack (kept as data, not saved for autograd).</summary>
-    public sealed record Plan(long OutFeatures, long InFeatures, long TileRows, long BatchChunk, Tensor Stack);
+    /// <summary>
+    /// The layer's geometry, tile size and frozen [R + 1, out·in] stack (kept as data, not saved for autograd);
+    /// <paramref name="Fused"/> runs <see cref="PerSampleKernels"/> (float32 on the CPU) instead of the tiles.
+    /// </summary>
+    public sealed record Plan(long OutFeatures, long InFeatures, long TileRows, long BatchChunk, Tensor Stack, bool Fused = false);
 
     public override string Name => nameof(PerSampleLinear);
 
@@ -40,6 +45,7 @@ internal sealed class PerSampleLinear : autograd.SingleTensorFunction<PerSampleL
         var (x, mixing, plan) = ((Tensor)vars[0], (Tensor)vars[1], (Plan)vars[2]);
         ctx.save_for_backward([x, mixing]);
         ctx.save_data("plan", plan);
+        if (plan.Fused) return PerSampleKernels.Forward(x, mixing, plan.Stack, plan.OutFeatures, plan.InFeatures);
         var y = empty(x.shape[0], x.shape[1], plan.OutFeatures, dtype: x.dtype, device: x.device);
         ForEachTile(plan, x.shape[0], (row, rows, b, n) =>
         {
@@ -54,6 +60,11 @@ internal sealed class PerSampleLinear : autograd.SingleTensorFunction<PerSampleL
         var saved = ctx.get_saved_variables();
         var (x, mixing) = (saved[0], saved[1]);
         var plan = (Plan)ctx.get_data("plan");
+        if (plan.Fused)
+        {
+            var (gx, gm) = PerSampleKernels.Backward(x, mixing, plan.Stack, gradOutput, plan.OutFeatures, plan.InFeatures);
+            return [gx, gm, null!];
+        }
         var gradX = zeros_like(x);
         var gradMixing = zeros_like(mixing);
         ForEachTile(plan, x.shape[0], (row, rows, b, n) =>

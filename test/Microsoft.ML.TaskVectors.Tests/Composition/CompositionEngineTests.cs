@@ -13,7 +13,8 @@ public class CompositionEngineTests
 
     private sealed class Fixture : IDisposable
     {
-        public Fixture(BlockGranularity granularity = BlockGranularity.PerTensor, int parts = 1, PerSampleStrategy strategy = PerSampleStrategy.Auto, long tileBytes = 4L << 20)
+        /// <param name="tileBytes">The library-product tiles' size; only with <paramref name="fused"/> false.</param>
+        public Fixture(BlockGranularity granularity = BlockGranularity.PerTensor, int parts = 1, PerSampleStrategy strategy = PerSampleStrategy.Auto, long tileBytes = 4L << 20, bool fused = true)
         {
             Model = ClipModel.CreateRandom(TinyClip.Config(), seed: 11, withText: false);
             var gen = new Generator(12);
@@ -23,7 +24,7 @@ public class CompositionEngineTests
                 .ToArray();
             Set = new InMemoryTaskVectorSet(["a", "b", "c"], TaskVectors);
             Blocks = BlockPartition.Create(names.Select(n => new TensorInfo(n, TensorDType.F32, Set.GetShape(n))).ToArray(), granularity, parts, seed: 5);
-            Engine = CompositionEngine.Create(Model, Set, Blocks, new CompositionEngineOptions { Strategy = strategy, TileBytes = tileBytes, MinimumTileRows = 1 });
+            Engine = CompositionEngine.Create(Model, Set, Blocks, new CompositionEngineOptions { Strategy = strategy, TileBytes = tileBytes, MinimumTileRows = 1, FusedCpuKernels = fused });
         }
 
         public ClipModel Model { get; }
@@ -66,16 +67,18 @@ public class CompositionEngineTests
         Assert.That(actual.allclose(expected, rtol: tolerance, atol: tolerance), Is.True,
             $"max |difference| {(actual - expected).abs().max().item<float>()}");
 
-    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 4L << 20)]
-    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 700L)] // many tiles and a short last one
-    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 100L)] // one output row and one sample per tile
-    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Branch, 4L << 20)]
-    [TestCase(BlockGranularity.PerLayer, 1, PerSampleStrategy.Auto, 4L << 20)]
-    [TestCase(BlockGranularity.RandomPartitions, 3, PerSampleStrategy.Auto, 2000L)]
-    public void SharedCoefficientsEqualTaskLevelEqualExplicitlyMergedWeights(BlockGranularity granularity, int parts, PerSampleStrategy strategy, long tileBytes)
+    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 4L << 20, true)]
+    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 4L << 20, false)]
+    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 700L, false)] // many tiles and a short last one
+    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Materialize, 100L, false)] // one output row and one sample per tile
+    [TestCase(BlockGranularity.PerTensor, 1, PerSampleStrategy.Branch, 4L << 20, true)]
+    [TestCase(BlockGranularity.PerLayer, 1, PerSampleStrategy.Auto, 4L << 20, true)]
+    [TestCase(BlockGranularity.RandomPartitions, 3, PerSampleStrategy.Auto, 2000L, false)]
+    [TestCase(BlockGranularity.RandomPartitions, 3, PerSampleStrategy.Auto, 2000L, true)]
+    public void SharedCoefficientsEqualTaskLevelEqualExplicitlyMergedWeights(BlockGranularity granularity, int parts, PerSampleStrategy strategy, long tileBytes, bool fused)
     {
         using var scope = NewDisposeScope();
-        using var f = new Fixture(granularity, parts, strategy, tileBytes);
+        using var f = new Fixture(granularity, parts, strategy, tileBytes, fused);
         var z = rand(Tasks, f.Engine.BlockCount, generator: new Generator(3)) * 2 - 0.5;
         var pixels = Pixels(4, 4);
 
@@ -101,12 +104,13 @@ public class CompositionEngineTests
         AssertClose(f.Engine.Forward(pixels, zeros(2, Tasks, f.Engine.BlockCount)).ImageEmbeds, expected);
     }
 
-    [TestCase(PerSampleStrategy.Materialize)]
-    [TestCase(PerSampleStrategy.Branch)]
-    public void EachSampleGetsItsOwnWeights(PerSampleStrategy strategy)
+    [TestCase(PerSampleStrategy.Materialize, true)]
+    [TestCase(PerSampleStrategy.Materialize, false)]
+    [TestCase(PerSampleStrategy.Branch, true)]
+    public void EachSampleGetsItsOwnWeights(PerSampleStrategy strategy, bool fused)
     {
         using var scope = NewDisposeScope();
-        using var f = new Fixture(strategy: strategy, tileBytes: 1000);
+        using var f = new Fixture(strategy: strategy, tileBytes: 1000, fused: fused);
         var z = rand(3, Tasks, f.Engine.BlockCount, generator: new Generator(6));
         var pixels = Pixels(3, 7);
         var together = f.Engine.Forward(pixels, z).ImageEmbeds;
@@ -117,12 +121,13 @@ public class CompositionEngineTests
         }
     }
 
-    [TestCase(PerSampleStrategy.Materialize)]
-    [TestCase(PerSampleStrategy.Branch)]
-    public void GradientsReachOnlyTheCoefficientsAndMatchANaivePerSampleForward(PerSampleStrategy strategy)
+    [TestCase(PerSampleStrategy.Materialize, true)]
+    [TestCase(PerSampleStrategy.Materialize, false)]
+    [TestCase(PerSampleStrategy.Branch, true)]
+    public void GradientsReachOnlyTheCoefficientsAndMatchANaivePerSampleForward(PerSampleStrategy strategy, bool fused)
     {
         using var scope = NewDisposeScope();
-        using var f = new Fixture(strategy: strategy, tileBytes: 100);
+        using var f = new Fixture(strategy: strategy, tileBytes: 100, fused: fused);
         var z = (rand(2, Tasks, f.Engine.BlockCount, generator: new Generator(8)) * 0.5).requires_grad_();
         var pixels = Pixels(2, 9);
         var target = randn(2, 12, generator: new Generator(10));
@@ -141,11 +146,12 @@ public class CompositionEngineTests
         Assert.That(f.Model.Vision.parameters().All(p => p.grad is null), Is.True, "θ0 must stay frozen");
     }
 
-    [Test]
-    public void GradientsMatchFiniteDifferences()
+    [TestCase(true)]
+    [TestCase(false)]
+    public void GradientsMatchFiniteDifferences(bool fused)
     {
         using var scope = NewDisposeScope();
-        using var f = new Fixture(strategy: PerSampleStrategy.Materialize, tileBytes: 1500);
+        using var f = new Fixture(strategy: PerSampleStrategy.Materialize, tileBytes: 1500, fused: fused);
         var z0 = rand(2, Tasks, f.Engine.BlockCount, generator: new Generator(13)) * 0.5;
         var pixels = Pixels(2, 14);
         var target = randn(2, 12, generator: new Generator(15));
