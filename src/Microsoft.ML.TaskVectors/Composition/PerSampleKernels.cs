@@ -207,9 +207,15 @@ internal static unsafe class PerSampleKernels
                             for (int i = 0; i < rows; i += l.Rows)
                                 for (int c = 0; c < kc; c += l.Lanes)
                                 {
-                                    Kernel(l.Wide, gyb + i * l.Tp, l.Tp, 1, (int)l.Tokens, xb + c, l.InPadded, tile, l.Lanes, accumulate: false);
-                                    Contract(tile, l.Lanes, Math.Min(l.Rows, rows - i), Math.Min(l.Lanes, kc - c), l.Stack + (j0 + i) * l.In + k0 + c,
-                                        l.In, l.Numel, l.R, sums.AsSpan((int)(b * l.R), l.R));
+                                    float* stackTile = l.Stack + (j0 + i) * l.In + k0 + c;
+                                    var tileSums = sums.AsSpan((int)(b * l.R), l.R);
+                                    if (l.Wide && i + l.Rows <= rows && c + l.Lanes <= kc)
+                                        TileContract512(gyb + i * l.Tp, l.Tp, (int)l.Tokens, xb + c, l.InPadded, stackTile, l.In, l.Numel, tileSums);
+                                    else
+                                    {
+                                        Kernel(l.Wide, gyb + i * l.Tp, l.Tp, 1, (int)l.Tokens, xb + c, l.InPadded, tile, l.Lanes, accumulate: false);
+                                        Contract(tile, l.Lanes, Math.Min(l.Rows, rows - i), Math.Min(l.Lanes, kc - c), stackTile, l.In, l.Numel, l.R, tileSums);
+                                    }
                                 }
                         }
                     }
@@ -340,6 +346,50 @@ internal static unsafe class PerSampleKernels
                 for (int c = vectorEnd; c < columns; c++) tail = MathF.FusedMultiplyAdd(t[c], s[c], tail);
             }
             sums[q] += Vector256.Sum(acc) + tail;
+        }
+    }
+
+    /// <summary>
+    /// The full 6 × 64 tile of Σt gyᵀ[i][t]·x[t][·] (as <see cref="Kernel512"/> computes it), contracted with every
+    /// stack row while still in registers: sums[r] += Σ tile[i][c]·stack[r][row i, column c].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TileContract512(float* a, long rowStride, int count, float* b, long bStride, float* stack, long inFeatures, long numel, Span<double> sums)
+    {
+        Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero, c02 = Vector512<float>.Zero, c03 = Vector512<float>.Zero, c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero, c12 = Vector512<float>.Zero, c13 = Vector512<float>.Zero, c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero, c22 = Vector512<float>.Zero, c23 = Vector512<float>.Zero, c30 = Vector512<float>.Zero, c31 = Vector512<float>.Zero, c32 = Vector512<float>.Zero, c33 = Vector512<float>.Zero, c40 = Vector512<float>.Zero, c41 = Vector512<float>.Zero, c42 = Vector512<float>.Zero, c43 = Vector512<float>.Zero, c50 = Vector512<float>.Zero, c51 = Vector512<float>.Zero, c52 = Vector512<float>.Zero, c53 = Vector512<float>.Zero;
+        for (int step = 0; step < count; step++)
+        {
+            float* bs = b + step * bStride, s = a + step;
+            var x0 = Vector512.Load(bs + 0); var x1 = Vector512.Load(bs + 16); var x2 = Vector512.Load(bs + 32); var x3 = Vector512.Load(bs + 48);
+            var w0 = Vector512.Create(s[0 * rowStride]);
+            c00 = Vector512.FusedMultiplyAdd(w0, x0, c00); c01 = Vector512.FusedMultiplyAdd(w0, x1, c01); c02 = Vector512.FusedMultiplyAdd(w0, x2, c02); c03 = Vector512.FusedMultiplyAdd(w0, x3, c03);
+            var w1 = Vector512.Create(s[1 * rowStride]);
+            c10 = Vector512.FusedMultiplyAdd(w1, x0, c10); c11 = Vector512.FusedMultiplyAdd(w1, x1, c11); c12 = Vector512.FusedMultiplyAdd(w1, x2, c12); c13 = Vector512.FusedMultiplyAdd(w1, x3, c13);
+            var w2 = Vector512.Create(s[2 * rowStride]);
+            c20 = Vector512.FusedMultiplyAdd(w2, x0, c20); c21 = Vector512.FusedMultiplyAdd(w2, x1, c21); c22 = Vector512.FusedMultiplyAdd(w2, x2, c22); c23 = Vector512.FusedMultiplyAdd(w2, x3, c23);
+            var w3 = Vector512.Create(s[3 * rowStride]);
+            c30 = Vector512.FusedMultiplyAdd(w3, x0, c30); c31 = Vector512.FusedMultiplyAdd(w3, x1, c31); c32 = Vector512.FusedMultiplyAdd(w3, x2, c32); c33 = Vector512.FusedMultiplyAdd(w3, x3, c33);
+            var w4 = Vector512.Create(s[4 * rowStride]);
+            c40 = Vector512.FusedMultiplyAdd(w4, x0, c40); c41 = Vector512.FusedMultiplyAdd(w4, x1, c41); c42 = Vector512.FusedMultiplyAdd(w4, x2, c42); c43 = Vector512.FusedMultiplyAdd(w4, x3, c43);
+            var w5 = Vector512.Create(s[5 * rowStride]);
+            c50 = Vector512.FusedMultiplyAdd(w5, x0, c50); c51 = Vector512.FusedMultiplyAdd(w5, x1, c51); c52 = Vector512.FusedMultiplyAdd(w5, x2, c52); c53 = Vector512.FusedMultiplyAdd(w5, x3, c53);
+        }
+        for (int q = 0; q < sums.Length; q++)
+        {
+            float* sq = stack + q * numel;
+            float* r0 = sq + 0 * inFeatures;
+            float* r1 = sq + 1 * inFeatures;
+            float* r2 = sq + 2 * inFeatures;
+            float* r3 = sq + 3 * inFeatures;
+            float* r4 = sq + 4 * inFeatures;
+            float* r5 = sq + 5 * inFeatures;
+            var acc = c00 * Vector512.Load(r0 + 0) + c01 * Vector512.Load(r0 + 16) + c02 * Vector512.Load(r0 + 32) + c03 * Vector512.Load(r0 + 48);
+            acc += c10 * Vector512.Load(r1 + 0) + c11 * Vector512.Load(r1 + 16) + c12 * Vector512.Load(r1 + 32) + c13 * Vector512.Load(r1 + 48);
+            acc += c20 * Vector512.Load(r2 + 0) + c21 * Vector512.Load(r2 + 16) + c22 * Vector512.Load(r2 + 32) + c23 * Vector512.Load(r2 + 48);
+            acc += c30 * Vector512.Load(r3 + 0) + c31 * Vector512.Load(r3 + 16) + c32 * Vector512.Load(r3 + 32) + c33 * Vector512.Load(r3 + 48);
+            acc += c40 * Vector512.Load(r4 + 0) + c41 * Vector512.Load(r4 + 16) + c42 * Vector512.Load(r4 + 32) + c43 * Vector512.Load(r4 + 48);
+            acc += c50 * Vector512.Load(r5 + 0) + c51 * Vector512.Load(r5 + 16) + c52 * Vector512.Load(r5 + 32) + c53 * Vector512.Load(r5 + 48);
+            sums[q] += Vector512.Sum(acc);
         }
     }
 

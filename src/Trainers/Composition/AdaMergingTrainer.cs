@@ -4,6 +4,7 @@ using Microsoft.ML.TaskVectors.Images;
 using System.Text.Json;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;
 

@@ -3,6 +3,7 @@ using Microsoft.ML.TaskVectors.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;
 

@@ -1,6 +1,7 @@
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Images;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;

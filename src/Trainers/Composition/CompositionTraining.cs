@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Images;
 using Microsoft.ML.TaskVectors.TaskVectors;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

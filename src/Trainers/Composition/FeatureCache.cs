@@ -1,5 +1,6 @@
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Data;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;

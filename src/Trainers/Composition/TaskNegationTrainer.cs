@@ -5,6 +5,7 @@ using Microsoft.ML.TaskVectors.Trainers.Variational;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;
 

@@ -302,9 +302,9 @@ public sealed class FineTuner
         optimizer.zero_grad();
         var device = model.Device;
         var pixels = augmentation is null
-            ? ImageBatches.Evaluation(train, indices, preprocessor, device)
-            : ImageBatches.Augmented(train, indices, augmentation, augmentRandom, device);
-        var labels = ImageBatches.Labels(train, indices, device);
+            ? new PixelSource(preprocessor).Batch(train, indices, device)
+            : PixelSource.Augmented(train, indices, augmentation, augmentRandom, device);
+        var labels = PixelSource.Labels(train, indices, device);
         var logits = head.Logits(model.EncodeImage(pixels));
         var loss = F.cross_entropy(logits, labels);
         double value = loss.item<float>();

@@ -2,6 +2,7 @@ using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Heads;
 using Microsoft.ML.TaskVectors.Images;
 using Microsoft.ML.TaskVectors.Models;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Trainers.FineTuning;
@@ -26,7 +27,7 @@ public static class TaskEvaluation
         IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         Check(model, dataset, batchSize);
-        var preprocessor = ClipImagePreprocessor.For(model.Config.Vision);
+        var pixels = new PixelSource(ClipImagePreprocessor.For(model.Config.Vision));
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var output = empty(dataset.Count, model.Config.ProjectionDim, ScalarType.Float32);
@@ -36,7 +37,7 @@ public static class TaskEvaluation
             cancellationToken.ThrowIfCancellationRequested();
             using var step = NewDisposeScope();
             var indices = Range(start, Math.Min(batchSize, dataset.Count - start));
-            var embeds = model.EncodeImage(ImageBatches.Evaluation(dataset, indices, preprocessor, model.Device));
+            var embeds = model.EncodeImage(pixels.Batch(dataset, indices, model.Device));
             output.narrow(0, start, indices.Length).copy_(embeds);
             progress?.Report((double)(start + indices.Length) / dataset.Count);
         }
@@ -58,7 +59,7 @@ public static class TaskEvaluation
         ArgumentNullException.ThrowIfNull(head);
         if (head.ClassCount != dataset.ClassNames.Count)
             throw new ArgumentException($"The head has {head.ClassCount} classes but {dataset} has {dataset.ClassNames.Count}.", nameof(head));
-        var preprocessor = ClipImagePreprocessor.For(model.Config.Vision);
+        var pixels = new PixelSource(ClipImagePreprocessor.For(model.Config.Vision));
         using var noGrad = no_grad();
         long correct = 0;
         progress?.Report(0);
@@ -67,8 +68,8 @@ public static class TaskEvaluation
             cancellationToken.ThrowIfCancellationRequested();
             using var step = NewDisposeScope();
             var indices = Range(start, Math.Min(batchSize, dataset.Count - start));
-            var embeds = model.EncodeImage(ImageBatches.Evaluation(dataset, indices, preprocessor, model.Device));
-            correct += head.Predict(embeds).eq(ImageBatches.Labels(dataset, indices, model.Device)).sum().item<long>();
+            var embeds = model.EncodeImage(pixels.Batch(dataset, indices, model.Device));
+            correct += head.Predict(embeds).eq(PixelSource.Labels(dataset, indices, model.Device)).sum().item<long>();
             progress?.Report((double)(start + indices.Length) / dataset.Count);
         }
         return (double)correct / dataset.Count;

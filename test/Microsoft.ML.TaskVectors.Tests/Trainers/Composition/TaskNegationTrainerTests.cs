@@ -1,6 +1,7 @@
 using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Images;
 using Microsoft.ML.TaskVectors.Trainers.Composition;
+using Microsoft.ML.TaskVectors.Trainers.Tasks;
 using Microsoft.ML.TaskVectors.Trainers.Variational;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
