@@ -25,6 +25,7 @@ internal static unsafe class PerSampleKernels
     private const int BlockRows = 24;    // rows of W formed at once
     private const int BlockColumns = 384; // longest run of W's columns formed at once
     private const int Samples = 4;       // samples formed together
+    private const long GroupBytes = 4L << 20; // per-sample operands kept in cache while the stack streams past them
 
     /// <summary>AVX2 with FMA on a CPU: the kernels run; otherwise callers use the library's batched products.</summary>
     public static bool IsSupported => Fma.IsSupported && Vector256.IsHardwareAccelerated;
@@ -33,6 +34,14 @@ internal static unsafe class PerSampleKernels
     private static long PaddedTokens(long tokens, bool wide) => RoundUp(tokens, LanesOf(wide));
 
     private static long RoundUp(long n, long multiple) => (n + multiple - 1) / multiple * multiple;
+
+    /// <summary>
+    /// Samples processed against one pass over the stack: as many as keep their operands (<paramref name="bytesPerSample"/>)
+    /// within <see cref="GroupBytes"/>, in whole formation groups. Fewer passes re-read the stack less; larger groups
+    /// would push the samples' own operands out of the cache at every block of W.
+    /// </summary>
+    private static long SampleGroup(long bytesPerSample, in Layer l) =>
+        Math.Min(l.Batch, Math.Max(Samples, l.GroupBytes / Math.Max(1, bytesPerSample) / Samples * Samples));
 
     private static int Threads => Math.Max(1, Environment.ProcessorCount);
 
@@ -65,6 +74,7 @@ internal static unsafe class PerSampleKernels
         public long GradXRows { get; init; }
         public long Width { get; init; }
         public bool Wide { get; init; }
+        public long GroupBytes { get; init; }
         public long Numel => Out * In;
         public int Rows => RowsOf(Wide);
         public int Lanes => LanesOf(Wide);
@@ -72,7 +82,8 @@ internal static unsafe class PerSampleKernels
 
     /// <summary>x [B, T, in] (float32, CPU), mixing [B, R], stack [R, out·in] → y [B, T, out].</summary>
     /// <param name="wide">The AVX-512 kernels (default: when the CPU has them).</param>
-    public static Tensor Forward(Tensor x, Tensor mixing, Tensor stack, long outFeatures, long inFeatures, bool? wide = null)
+    /// <param name="groupBytes">Cache budget for the samples' operands per pass over the stack (default 4 MiB).</param>
+    public static Tensor Forward(Tensor x, Tensor mixing, Tensor stack, long outFeatures, long inFeatures, bool? wide = null, long groupBytes = GroupBytes)
     {
         bool w = wide ?? WideByDefault;
         long batch = x.shape[0], tokens = x.shape[1], tp = PaddedTokens(tokens, w);
@@ -85,7 +96,7 @@ internal static unsafe class PerSampleKernels
         {
             Stack = FloatKernels.Pointer(stack), Mixing = FloatKernels.Pointer(m), XT = FloatKernels.Pointer(xT), YT = FloatKernels.Pointer(yT),
             R = (int)stack.shape[0], Batch = batch, Tokens = tokens, Tp = tp, Out = outFeatures, In = inFeatures,
-            OutPadded = yT.shape[1], Width = ColumnChunks(inFeatures).Width, Wide = w,
+            OutPadded = yT.shape[1], Width = ColumnChunks(inFeatures).Width, Wide = w, GroupBytes = groupBytes,
         };
         long blocks = (outFeatures + BlockRows - 1) / BlockRows;
         Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads },
@@ -98,8 +109,10 @@ internal static unsafe class PerSampleKernels
     private static void ForwardRows(in Layer l, long first, long end)
     {
         var buffers = Allocate(Samples * BlockRows * l.Width);
+        long group = SampleGroup(l.In * l.Tp * sizeof(float), l);
         try
         {
+            for (long g0 = 0; g0 < l.Batch; g0 += group)
             for (long block = first; block < end; block++)
             {
                 long j0 = block * BlockRows;
@@ -107,7 +120,7 @@ internal static unsafe class PerSampleKernels
                 for (long k0 = 0; k0 < l.In; k0 += l.Width)
                 {
                     int kc = (int)Math.Min(l.Width, l.In - k0);
-                    for (long b0 = 0; b0 < l.Batch; b0 += Samples)
+                    for (long b0 = g0; b0 < Math.Min(l.Batch, g0 + group); b0 += Samples)
                     {
                         int samples = (int)Math.Min(Samples, l.Batch - b0);
                         Form(l, j0, rows, k0, kc, b0, samples, buffers);
@@ -136,7 +149,7 @@ internal static unsafe class PerSampleKernels
     /// stack while both are in cache.
     /// </summary>
     public static (Tensor GradX, Tensor GradMixing) Backward(Tensor x, Tensor mixing, Tensor stack, Tensor gradOutput, long outFeatures, long inFeatures,
-        bool? wide = null)
+        bool? wide = null, long groupBytes = GroupBytes)
     {
         bool w = wide ?? WideByDefault;
         int rowsOf = RowsOf(w), lanes = LanesOf(w);
@@ -156,7 +169,7 @@ internal static unsafe class PerSampleKernels
         {
             Stack = FloatKernels.Pointer(stack), Mixing = FloatKernels.Pointer(m), X = FloatKernels.Pointer(xPadded), GyT = FloatKernels.Pointer(gyT),
             GradXT = FloatKernels.Pointer(gxT), R = r, Batch = batch, Tokens = tokens, Tp = tp, Out = outFeatures, In = inFeatures,
-            OutPadded = outPadded, InPadded = inPadded, GradXRows = gxT.shape[1], Width = width, Wide = w,
+            OutPadded = outPadded, InPadded = inPadded, GradXRows = gxT.shape[1], Width = width, Wide = w, GroupBytes = groupBytes,
         };
         var partials = new double[Threads][];
         Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads },
@@ -179,16 +192,18 @@ internal static unsafe class PerSampleKernels
         var buffers = Allocate(Samples * BlockRows * l.Width);
         var tile = Allocate(l.Rows * l.Lanes);
         var sums = new double[l.Batch * l.R];
+        long group = SampleGroup((l.Tokens * l.Width + l.Width * l.Tp + l.OutPadded * l.Tp) * sizeof(float), l);
         try
         {
             for (long chunk = first; chunk < end; chunk++)
+            for (long g0 = 0; g0 < l.Batch; g0 += group)
             {
                 long k0 = chunk * l.Width;
                 int kc = (int)Math.Min(l.Width, l.In - k0);
                 for (long j0 = 0; j0 < l.Out; j0 += BlockRows)
                 {
                     int rows = (int)Math.Min(BlockRows, l.Out - j0);
-                    for (long b0 = 0; b0 < l.Batch; b0 += Samples)
+                    for (long b0 = g0; b0 < Math.Min(l.Batch, g0 + group); b0 += Samples)
                     {
                         int samples = (int)Math.Min(Samples, l.Batch - b0);
                         Form(l, j0, rows, k0, kc, b0, samples, buffers);

@@ -26,7 +26,9 @@ public class PerSampleKernelsTests
     [TestCase(4, 65, 24, 48, 9, true)]
     [TestCase(9, 50, 73, 30, 4, false)]
     [TestCase(9, 50, 73, 30, 4, true)]
-    public void FusedKernelsEqualAFloat64Reference(int batch, int tokens, int outFeatures, int inFeatures, int r, bool wide)
+    [TestCase(9, 7, 30, 100, 4, true, 1L)] // one formation group of samples per pass over the stack
+    [TestCase(10, 7, 30, 100, 4, false, 60_000L)]
+    public void FusedKernelsEqualAFloat64Reference(int batch, int tokens, int outFeatures, int inFeatures, int r, bool wide, long groupBytes = 4L << 20)
     {
         Assume.That(PerSampleKernels.IsSupported, "the CPU has no AVX2/FMA");
         Assume.That(!wide || PerSampleKernels.WideByDefault, "the CPU has no AVX-512");
@@ -37,8 +39,8 @@ public class PerSampleKernelsTests
         var stack = randn(r, (long)outFeatures * inFeatures, generator: gen);
         var gradOutput = randn(batch, tokens, outFeatures, generator: gen);
 
-        var y = PerSampleKernels.Forward(x, mixing, stack, outFeatures, inFeatures, wide);
-        var (gradX, gradMixing) = PerSampleKernels.Backward(x, mixing, stack, gradOutput, outFeatures, inFeatures, wide);
+        var y = PerSampleKernels.Forward(x, mixing, stack, outFeatures, inFeatures, wide, groupBytes);
+        var (gradX, gradMixing) = PerSampleKernels.Backward(x, mixing, stack, gradOutput, outFeatures, inFeatures, wide, groupBytes);
         var expected = Reference(x, mixing, stack, gradOutput, outFeatures, inFeatures);
 
         Assert.That(y.shape, Is.EqualTo(new long[] { batch, tokens, outFeatures }));
