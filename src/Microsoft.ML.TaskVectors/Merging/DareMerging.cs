@@ -56,6 +56,8 @@ public sealed class DareMerging : MergeMethod
         return Inner.MergeTensor(tensorName, Wrap(taskVectors));
     }
 
+    internal override TaskBatchKernel? CreateKernel() => Inner.CreateKernel() is { } inner ? new Kernel(inner, P, Seed) : null;
+
     /// <summary>The dropped-and-rescaled view of <paramref name="taskVectors"/> (the same instance for the same set).</summary>
     internal ITaskVectorSet Wrap(ITaskVectorSet taskVectors)
     {
@@ -67,5 +69,31 @@ public sealed class DareMerging : MergeMethod
         }
 
         return wrapped;
+    }
+
+    /// <summary>
+    /// The inner method's kernel over dropped-and-rescaled task memory: each batch, in Prepare's
+    /// passes and in the merge, is dropped in place first (the masks are those of
+    /// <see cref="DropAndRescaleTaskVectorSet"/>, fused with θt − θ0).
+    /// </summary>
+    private sealed unsafe class Kernel(TaskBatchKernel inner, double p, long seed) : TaskBatchKernel
+    {
+        public override void Prepare(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken) =>
+            inner.Prepare(new DroppedSource(source, p, seed), progress, cancellationToken);
+
+        public override void Merge(string tensorName, TaskBatch batch, float* delta) =>
+            inner.Merge(tensorName, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed), delta);
+
+        private sealed class DroppedSource(ITaskBatchSource source, double p, long seed) : ITaskBatchSource
+        {
+            public int Count => source.Count;
+
+            public IReadOnlyList<string> TensorNames => source.TensorNames;
+
+            public long[] GetShape(string tensorName) => source.GetShape(tensorName);
+
+            public void Read(string tensorName, Action<TaskBatch> use) =>
+                source.Read(tensorName, batch => use(DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed)));
+        }
     }
 }

@@ -62,7 +62,7 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
     /// Every task's dropped-and-rescaled tensor, reading the inner set as cheaply as it allows (a
     /// pool over one base: the base once, with θt − θ0 computed within the drop pass).
     /// </summary>
-    internal unsafe TaskTensorBatch ReadBatch(string tensorName)
+    internal TaskTensorBatch ReadBatch(string tensorName)
     {
         var inner = TaskTensors.Read(_inner, tensorName);
         if (P == 0)
@@ -70,12 +70,27 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
             return inner;
         }
 
-        for (int t = 0; t < inner.Count; t++)
+        Drop(inner, tensorName, P, Seed);
+        return new TaskTensorBatch(inner.Tensors);
+    }
+
+    /// <summary>
+    /// Drops and rescales every task of <paramref name="batch"/> in place, τt = θt − θ0 formed in
+    /// the same pass when it has a base, and returns the batch of dropped τt (the batch itself when p = 0).
+    /// </summary>
+    internal static unsafe TaskBatch Drop(TaskBatch batch, string tensorName, double p, long seed)
+    {
+        if (p == 0)
         {
-            DropAndRescale(inner.Pointer(t), inner.BasePointer, inner.Length, StableHash.Seed(Seed, tensorName, t), P);
+            return batch;
         }
 
-        return new TaskTensorBatch(inner.Tensors);
+        for (int t = 0; t < batch.Count; t++)
+        {
+            DropAndRescale(batch.Pointer(t), batch.BasePointer, batch.Length, StableHash.Seed(seed, tensorName, t), p);
+        }
+
+        return batch.WithoutBase();
     }
 
     /// <summary>Σt of the dropped-and-rescaled τt, added in task order (as N reads would be).</summary>

@@ -16,7 +16,7 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// <remarks>
 /// The histograms are counted in C# straight from the tensors' float32 memory: |x|'s bits are x's
 /// bits with the sign bit cleared (what torch.abs gives, NaN included), so no temporary tensor is
-/// made; for a <see cref="TaskTensorBatch"/> with a base, τ = θ − θ0 is formed in registers with
+/// made; for a <see cref="TaskBatch"/> with a base, τ = θ − θ0 is formed in registers with
 /// the same float32 subtraction torch would do. The tasks of a batch are spread over the cores,
 /// or a single large tensor is split over them.
 /// </remarks>
@@ -67,7 +67,7 @@ internal static unsafe class MagnitudeThreshold
     /// For each task t, adds the histogram of the top 16 bits of |τt| to <paramref name="histograms"/>[t]
     /// (a null histogram skips that task).
     /// </summary>
-    public static void AccumulateHigh(TaskTensorBatch batch, IReadOnlyList<long[]?> histograms) =>
+    public static void AccumulateHigh(TaskBatch batch, IReadOnlyList<long[]?> histograms) =>
         Accumulate(batch, histograms, null);
 
     /// <summary>
@@ -75,7 +75,7 @@ internal static unsafe class MagnitudeThreshold
     /// |τt| over the entries whose top 16 bits equal <paramref name="highBins"/>[t] (a null histogram
     /// skips that task).
     /// </summary>
-    public static void AccumulateLow(TaskTensorBatch batch, IReadOnlyList<int> highBins, IReadOnlyList<long[]?> histograms) =>
+    public static void AccumulateLow(TaskBatch batch, IReadOnlyList<int> highBins, IReadOnlyList<long[]?> histograms) =>
         Accumulate(batch, histograms, highBins);
 
     /// <summary>Tensors up to this many entries are ranked by sorting their magnitude bits rather than by histograms.</summary>
@@ -87,7 +87,7 @@ internal static unsafe class MagnitudeThreshold
     /// histograms use, so the result is the same); larger ones count both histogram passes for all
     /// tasks together, in histograms borrowed from a pool.
     /// </summary>
-    public static float?[] Find(TaskTensorBatch batch, IReadOnlyList<long> counts)
+    public static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts)
     {
         int n = batch.Count;
         if (counts.Count != n || counts.Any(c => c > batch.Length))
@@ -169,7 +169,7 @@ internal static unsafe class MagnitudeThreshold
     }
 
     /// <summary>The count-th largest |τt| of a small tensor: its |τ| bit patterns sorted (count ≥ 1).</summary>
-    private static float BySorting(TaskTensorBatch batch, int task, long count, Span<uint> bits)
+    private static float BySorting(TaskBatch batch, int task, long count, Span<uint> bits)
     {
         var x = batch.Pointer(task);
         var b = batch.BasePointer;
@@ -234,7 +234,7 @@ internal static unsafe class MagnitudeThreshold
     /// histogram: whole tensors per core when there are at least as many tasks as cores, else each
     /// tensor split over the cores into private histograms that are then added up.
     /// </summary>
-    private static void Accumulate(TaskTensorBatch batch, IReadOnlyList<long[]?> histograms, IReadOnlyList<int>? highBins)
+    private static void Accumulate(TaskBatch batch, IReadOnlyList<long[]?> histograms, IReadOnlyList<int>? highBins)
     {
         int n = batch.Count;
         if (histograms.Count != n || (highBins is not null && highBins.Count != n))

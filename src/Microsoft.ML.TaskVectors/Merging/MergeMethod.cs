@@ -41,6 +41,13 @@ public abstract class MergeMethod
     /// </summary>
     internal virtual double[]? LinearTaskWeights(int taskCount) => null;
 
+    /// <summary>
+    /// For methods computed entry by entry over float32 task memory (TIES, DARE over task arithmetic
+    /// or TIES): a new kernel, which lets <see cref="ModelMerger.MergeToFile"/> stream raw bytes
+    /// instead of tensors, as <see cref="LinearTaskWeights"/> does for linear methods; else null.
+    /// </summary>
+    internal virtual TaskBatchKernel? CreateKernel() => null;
+
     /// <inheritdoc />
     public override string ToString() => Name;
 

@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using Microsoft.ML.TaskVectors.TaskVectors;
 using TorchSharp;
 
@@ -41,6 +43,8 @@ public sealed class TaskArithmetic : MergeMethod
     }
 
     internal override double[]? LinearTaskWeights(int taskCount) => Enumerable.Repeat(Lambda, taskCount).ToArray();
+
+    internal override TaskBatchKernel CreateKernel() => new SumKernel((float)Lambda);
 
     /// <summary>
     /// Evaluates every λ of <paramref name="grid"/> with the caller's evaluator and returns the λ
@@ -113,5 +117,59 @@ public sealed class TaskArithmetic : MergeMethod
         }
 
         return new LambdaSearchResult(best!.Lambda, best.MeanNormalizedAccuracy, evaluations);
+    }
+
+    /// <summary>
+    /// λ·Σt τt over task memory: the τt added in task order, then multiplied by (float)λ, which is
+    /// bit for bit what <see cref="MergeTensor"/> gives over a set that sums by reading each task
+    /// (DARE's dropped task vectors). On the byte-level path it serves DARE; plain task arithmetic
+    /// takes <see cref="LinearTaskWeights"/> there.
+    /// </summary>
+    private sealed unsafe class SumKernel(float lambda) : TaskBatchKernel
+    {
+        public override void Merge(string tensorName, TaskBatch batch, float* delta)
+        {
+            var output = (IntPtr)delta;
+            FloatKernels.ForRanges(batch.Length, FloatKernels.Pieces(batch.Length), (_, start, end) => Sum(batch, (float*)output, start, end, lambda));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void Sum(TaskBatch batch, float* delta, long start, long end, float lambda)
+        {
+            int n = batch.Count;
+            var tasks = new IntPtr[n];
+            for (int t = 0; t < n; t++)
+            {
+                tasks[t] = (IntPtr)batch.Pointer(t);
+            }
+
+            // τt = θt − θ0 with a base; x − (+0) = x exactly without one.
+            float* theta0 = batch.BasePointer;
+            var scale = new Vector<float>(lambda);
+            long i = start;
+            for (; i + Vector<float>.Count <= end; i += Vector<float>.Count)
+            {
+                var b = theta0 is null ? Vector<float>.Zero : Unsafe.ReadUnaligned<Vector<float>>(theta0 + i);
+                var sum = Unsafe.ReadUnaligned<Vector<float>>((float*)tasks[0] + i) - b;
+                for (int t = 1; t < n; t++)
+                {
+                    sum += Unsafe.ReadUnaligned<Vector<float>>((float*)tasks[t] + i) - b;
+                }
+
+                Unsafe.WriteUnaligned(delta + i, sum * scale);
+            }
+
+            for (; i < end; i++)
+            {
+                float b = theta0 is null ? 0f : theta0[i];
+                float sum = ((float*)tasks[0])[i] - b;
+                for (int t = 1; t < n; t++)
+                {
+                    sum += ((float*)tasks[t])[i] - b;
+                }
+
+                delta[i] = sum * lambda;
+            }
+        }
     }
 }

@@ -24,13 +24,24 @@ internal static unsafe class TiesKernel
     /// Writes the merge of the batch's τt (all the size of <paramref name="output"/>) into the
     /// contiguous float32 <paramref name="output"/>. A null threshold keeps nothing of that task.
     /// </summary>
-    public static void Merge(TaskTensorBatch batch, IReadOnlyList<float?> thresholds, bool mean, float lambda, torch.Tensor output)
+    public static void Merge(TaskBatch batch, IReadOnlyList<float?> thresholds, bool mean, float lambda, torch.Tensor output)
+    {
+        if (batch.Length != output.numel())
+        {
+            throw new ArgumentException("Every task tensor must have the output's size.", nameof(batch));
+        }
+
+        Merge(batch, thresholds, mean, lambda, FloatKernels.Pointer(output));
+    }
+
+    /// <summary>The same into <c>batch.Length</c> float32 entries at <paramref name="output"/>.</summary>
+    public static void Merge(TaskBatch batch, IReadOnlyList<float?> thresholds, bool mean, float lambda, float* output)
     {
         int n = batch.Count;
-        long length = output.numel();
-        if (batch.Length != length || thresholds.Count != n)
+        long length = batch.Length;
+        if (thresholds.Count != n)
         {
-            throw new ArgumentException("Every task tensor must have the output's size, and every task a threshold.", nameof(batch));
+            throw new ArgumentException("Every task needs a threshold.", nameof(thresholds));
         }
 
         if (length == 0)
@@ -50,7 +61,7 @@ internal static unsafe class TiesKernel
         }
 
         var baseValues = (IntPtr)batch.BasePointer;
-        var result = (IntPtr)FloatKernels.Pointer(output);
+        var result = (IntPtr)output;
         int pieces = (int)Math.Clamp(length * Math.Max(1, n) / FloatKernels.MinParallelElements, 1, Environment.ProcessorCount);
         var balances = new long[pieces];
         var ambiguous = new List<long>?[pieces];

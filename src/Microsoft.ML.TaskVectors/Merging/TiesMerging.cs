@@ -1,5 +1,4 @@
 using Microsoft.ML.TaskVectors.TaskVectors;
-using Microsoft.ML.TaskVectors.Runtime;
 using TorchSharp;
 
 namespace Microsoft.ML.TaskVectors.Merging;
@@ -17,13 +16,14 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// With <see cref="TiesRanking.Global"/>, <see cref="Prepare"/> must run first: it streams every
 /// task vector twice to find each task's exact global threshold with a two-level histogram over
 /// the float bit patterns, in memory independent of the model size. Both the histograms and the
-/// merge itself run as C# kernels over the tensors' memory (see <see cref="TiesKernel"/>) and give
+/// merge itself run as C# kernels over float32 memory (see <see cref="TiesKernel"/>) — the tensors',
+/// or on <see cref="ModelMerger.MergeToFile"/>'s byte-level path the files' own bytes — and give
 /// bit for bit what the tensor formulation gives.
 /// </remarks>
 public sealed class TiesMerging : MergeMethod
 {
     private ITaskVectorSet? _preparedSet;
-    private float?[]? _globalThresholds;
+    private Kernel? _prepared;
 
     /// <summary>Creates the method.</summary>
     /// <param name="k">Fraction of entries kept per task, in (0, 1].</param>
@@ -88,34 +88,78 @@ public sealed class TiesMerging : MergeMethod
         }
 
         _preparedSet = null;
-        _globalThresholds = null;
-        var names = taskVectors.TensorNames;
+        _prepared = null;
+        var kernel = new Kernel(this);
+        kernel.Prepare(TaskTensors.Source(taskVectors), progress, cancellationToken);
+        _prepared = kernel;
+        _preparedSet = taskVectors;
+    }
+
+    /// <summary>The global threshold of one task after <see cref="Prepare"/> (null: keeps nothing).</summary>
+    internal float? GetGlobalThreshold(int task) =>
+        _prepared?.GlobalThresholds is { } thresholds ? thresholds[task] : throw NotPrepared();
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// One pass over the N task tensors, in C# on all cores: per entry, the kept values
+    /// kept_t = (|τt| &lt; threshold_t ? 0 : τt) are summed in task order, the elected sign is the
+    /// sign of that sum, and the agreeing kept values are summed in task order and divided by their
+    /// count — the same float32 operations, in the same order, as the tensor formulation
+    /// (masked_fill, add, sign, mul by the agreement mask, div by the clamped count, mul by λ), so
+    /// the result is identical. Entries whose sum is exactly 0 but hold a non-zero kept value need the
+    /// tensor's majority sign, known only at the end: they are computed with + and redone with −
+    /// when the majority turns out negative.
+    /// </remarks>
+    public override unsafe torch.Tensor MergeTensor(string tensorName, ITaskVectorSet taskVectors)
+    {
+        ValidateArguments(tensorName, taskVectors);
+        var kernel = Ranking == TiesRanking.PerTensor ? new Kernel(this) : _prepared ?? throw NotPrepared();
+        if (Ranking == TiesRanking.Global && !ReferenceEquals(_preparedSet, taskVectors))
+        {
+            throw new InvalidOperationException("TIES with global ranking was prepared for a different task-vector set; Prepare must be called with the set passed to MergeTensor.");
+        }
+
+        using var scope = torch.NewDisposeScope();
+        var batch = TaskTensors.Read(taskVectors, tensorName);
+        var merged = torch.empty(taskVectors.GetShape(tensorName), torch.ScalarType.Float32);
+        if (batch.Length != merged.numel())
+        {
+            throw new ArgumentException($"Tensor '{tensorName}' of the task vectors does not have the shape the set declares.", nameof(taskVectors));
+        }
+
+        kernel.Merge(tensorName, batch, FloatKernels.Pointer(merged));
+        return merged.MoveToOuterDisposeScope();
+    }
+
+    internal override TaskBatchKernel CreateKernel() => new Kernel(this);
+
+    /// <summary>
+    /// Each task's exact global threshold over every tensor of <paramref name="source"/>: two passes,
+    /// each reading every tensor once for all tasks together and feeding one histogram per task.
+    /// </summary>
+    private float?[] FindGlobalThresholds(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken)
+    {
+        var names = source.TensorNames;
         long entries = 0;
         foreach (var name in names)
         {
-            entries += taskVectors.GetShape(name).Aggregate(1L, (a, b) => a * b);
+            entries += source.GetShape(name).Aggregate(1L, (a, b) => a * b);
         }
 
-        int n = taskVectors.Count;
+        int n = source.Count;
         long keep = MagnitudeThreshold.KeepCount(K, entries);
         var thresholds = new float?[n];
         progress?.Report(0.0);
         if (keep > 0)
         {
-            var heap = new NativeHeap.Guard(256L << 20);
             double totalSteps = Math.Max(1.0, 2.0 * n * names.Count);
             long done = 0;
-            void Pass(Action<TaskTensorBatch> accumulate)
+            void Pass(Action<TaskBatch> accumulate)
             {
                 foreach (var name in names)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    using (var scope = torch.NewDisposeScope())
-                    {
-                        accumulate(TaskTensors.Read(taskVectors, name));
-                    }
-
-                    heap.Check();
+                    source.Read(name, accumulate);
                     for (int t = 0; t < n; t++)
                     {
                         progress?.Report(++done / totalSteps);
@@ -146,50 +190,35 @@ public sealed class TiesMerging : MergeMethod
             }
         }
 
-        _globalThresholds = thresholds;
-        _preparedSet = taskVectors;
         progress?.Report(1.0);
+        return thresholds;
     }
 
-    /// <summary>The global threshold of one task after <see cref="Prepare"/> (null: keeps nothing).</summary>
-    internal float? GetGlobalThreshold(int task) =>
-        _globalThresholds is null ? throw NotPrepared() : _globalThresholds[task];
-
-    /// <inheritdoc />
-    /// <remarks>
-    /// One pass over the N task tensors, in C# on all cores: per entry, the kept values
-    /// kept_t = (|τt| &lt; threshold_t ? 0 : τt) are summed in task order, the elected sign is the
-    /// sign of that sum, and the agreeing kept values are summed in task order and divided by their
-    /// count — the same float32 operations, in the same order, as the tensor formulation
-    /// (masked_fill, add, sign, mul by the agreement mask, div by the clamped count, mul by λ), so
-    /// the result is identical. Entries whose sum is exactly 0 but hold a non-zero kept value need the
-    /// tensor's majority sign, known only at the end: they are computed with + and redone with −
-    /// when the majority turns out negative.
-    /// </remarks>
-    public override torch.Tensor MergeTensor(string tensorName, ITaskVectorSet taskVectors)
+    /// <summary>TIES over task memory, with the global thresholds its <see cref="Prepare"/> found or each tensor's own.</summary>
+    private sealed unsafe class Kernel(TiesMerging ties) : TaskBatchKernel
     {
-        ValidateArguments(tensorName, taskVectors);
-        if (Ranking == TiesRanking.Global)
+        /// <summary>Each task's global threshold once prepared (global ranking only).</summary>
+        public float?[]? GlobalThresholds { get; private set; }
+
+        public override void Prepare(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken)
         {
-            if (_globalThresholds is null)
+            GlobalThresholds = null;
+            if (ties.Ranking != TiesRanking.Global)
             {
-                throw NotPrepared();
+                progress?.Report(1.0);
+                return;
             }
 
-            if (!ReferenceEquals(_preparedSet, taskVectors))
-            {
-                throw new InvalidOperationException("TIES with global ranking was prepared for a different task-vector set; Prepare must be called with the set passed to MergeTensor.");
-            }
+            GlobalThresholds = ties.FindGlobalThresholds(source, progress, cancellationToken);
         }
 
-        using var scope = torch.NewDisposeScope();
-        var batch = TaskTensors.Read(taskVectors, tensorName);
-        var thresholds = Ranking == TiesRanking.Global
-            ? _globalThresholds!
-            : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(K, batch.Length), batch.Count).ToArray());
-        var merged = torch.empty(taskVectors.GetShape(tensorName), torch.ScalarType.Float32);
-        TiesKernel.Merge(batch, thresholds, Aggregation == TiesAggregation.DisjointMean, (float)Lambda, merged);
-        return merged.MoveToOuterDisposeScope();
+        public override void Merge(string tensorName, TaskBatch batch, float* delta)
+        {
+            var thresholds = ties.Ranking == TiesRanking.Global
+                ? GlobalThresholds ?? throw NotPrepared()
+                : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(ties.K, batch.Length), batch.Count).ToArray());
+            TiesKernel.Merge(batch, thresholds, ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, delta);
+        }
     }
 
     private static InvalidOperationException NotPrepared() =>
