@@ -18,10 +18,12 @@ internal static class RandomCheckpoints
     ];
 
     /// <summary>Writes base.safetensors and ft{i}.safetensors (base + small noise) and returns their paths.</summary>
-    public static (string Base, string[] Finetuned) Write(TempDirectory dir, int tasks, ScalarType dtype = ScalarType.Float32, long seed = 1)
+    /// <param name="layout">The tensors; <see cref="Layout"/> when null.</param>
+    public static (string Base, string[] Finetuned) Write(TempDirectory dir, int tasks, ScalarType dtype = ScalarType.Float32, long seed = 1,
+        IReadOnlyList<(string Name, long[] Shape)>? layout = null)
     {
         using var g = new Generator((ulong)seed);
-        var baseTensors = Layout.ToDictionary(l => l.Name,
+        var baseTensors = (layout ?? Layout).ToDictionary(l => l.Name,
             l => l.Name.EndsWith("position_ids") ? arange(l.Shape[1]).reshape(l.Shape) : randn(l.Shape, generator: g).to(dtype));
         var basePath = dir.File("base.safetensors");
         SafetensorsWriter.Save(basePath, baseTensors);

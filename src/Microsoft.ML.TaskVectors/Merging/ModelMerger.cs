@@ -19,23 +19,54 @@ public static class ModelMerger
         ArgumentNullException.ThrowIfNull(@base);
         ArgumentNullException.ThrowIfNull(taskVectors);
         ArgumentNullException.ThrowIfNull(method);
-        method.Prepare(taskVectors, progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress("prepare", f))), cancellationToken);
+        method.Prepare(taskVectors, Phase(progress, "prepare"), cancellationToken);
         return new MergedCheckpoint(@base, taskVectors, method);
     }
 
     /// <summary>
     /// Merges and writes a complete checkpoint (every base tensor, merged where task vectors exist)
     /// to <paramref name="outputPath"/> atomically. At most one tensor of each input is in memory at a time.
-    /// Fixed linear combinations (averaging, task arithmetic, negation) of safetensors files skip tensors
-    /// altogether and combine the files' bytes directly.
+    /// When the base is a safetensors file and <paramref name="taskVectors"/> a <see cref="TaskVectorPool"/>
+    /// stored in F32 over fine-tuned safetensors files of that base (or over stored τ files), fixed linear
+    /// combinations (averaging, task arithmetic, negation), TIES and DARE skip tensors altogether and
+    /// merge the files' bytes directly; TIES and DARE give bit for bit what the tensor path gives.
     /// </summary>
     public static void MergeToFile(Checkpoint @base, ITaskVectorSet taskVectors, MergeMethod method, string outputPath,
         IProgress<MergeProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(method);
-        var write = progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress("write", f)));
-        if (LinearMergeWriter.TryWrite(@base, taskVectors, method, outputPath, write, cancellationToken)) return;
+        if (TryMergeBytes(@base, taskVectors, method, outputPath, progress, cancellationToken)) return;
         using var merged = Merge(@base, taskVectors, method, progress, cancellationToken);
-        SafetensorsWriter.Save(merged, outputPath, progress: write, cancellationToken: cancellationToken);
+        SafetensorsWriter.Save(merged, outputPath, progress: Phase(progress, "write"), cancellationToken: cancellationToken);
     }
+
+    /// <summary>
+    /// The byte-level path of <see cref="MergeToFile"/>: writes the merge from the files' bytes and
+    /// returns true, or returns false having written nothing when the inputs are not files it can
+    /// read (<see cref="MergeInputFiles.TryOpen"/>) or the method has neither linear weights nor a kernel.
+    /// </summary>
+    internal static unsafe bool TryMergeBytes(Checkpoint @base, ITaskVectorSet taskVectors, MergeMethod method, string outputPath,
+        IProgress<MergeProgress>? progress, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(@base);
+        ArgumentNullException.ThrowIfNull(taskVectors);
+        var weights = method.LinearTaskWeights(taskVectors.Count);
+        var kernel = weights is null ? method.CreateKernel() : null;
+        if (weights is null && kernel is null) return false;
+        using var files = MergeInputFiles.TryOpen(@base, taskVectors);
+        if (files is null) return false;
+        MergeInputFiles.TensorMerge merge;
+        if (kernel is null)
+            merge = LinearCombination.For(weights!, files.Differences);
+        else
+        {
+            kernel.Prepare(files, Phase(progress, "prepare"), cancellationToken);
+            merge = kernel.MergeOnto;
+        }
+        files.Write(outputPath, method.Name, merge, Phase(progress, "write"), cancellationToken);
+        return true;
+    }
+
+    private static SynchronousProgress<double>? Phase(IProgress<MergeProgress>? progress, string phase) =>
+        progress is null ? null : new SynchronousProgress<double>(f => progress.Report(new MergeProgress(phase, f)));
 }

@@ -1,0 +1,249 @@
+using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.Runtime;
+using Microsoft.ML.TaskVectors.TaskVectors;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Tests.Merging;
+
+/// <summary>The byte-level path of <see cref="ModelMerger.MergeToFile"/> against the tensor path it replaces.</summary>
+public class ByteLevelMergeTests
+{
+    private static readonly MergeMethod[] Linear = [new WeightAveraging(), new TaskArithmetic(0.4), new TaskNegation(0.7)];
+
+    private const string Large = "vision_model.encoder.layers.1.mlp.fc2.weight";
+
+    /// <summary>The test layout plus one tensor large enough to be ranked by histograms and split over the cores.</summary>
+    private static readonly (string Name, long[] Shape)[] LayoutWithLargeTensor = [.. RandomCheckpoints.Layout, (Large, [512, 300])];
+
+    /// <summary>Every kernel the byte-level path runs: TIES's rankings and aggregations, DARE over task arithmetic and TIES.</summary>
+    private static (string Label, Func<MergeMethod> Create)[] KernelMethods() =>
+    [
+        ("ties global dis-mean", () => new TiesMerging(k: 0.3, lambda: 0.8)),
+        ("ties global dis-sum", () => new TiesMerging(k: 0.3, lambda: 0.8, aggregation: TiesAggregation.DisjointSum)),
+        ("ties per-tensor dis-mean", () => new TiesMerging(k: 0.25, ranking: TiesRanking.PerTensor)),
+        ("ties per-tensor dis-sum", () => new TiesMerging(k: 0.25, lambda: 0.6, ranking: TiesRanking.PerTensor, aggregation: TiesAggregation.DisjointSum)),
+        ("dare-ta", () => new DareMerging(new TaskArithmetic(0.4), p: 0.3, seed: 3)),
+        ("dare-ta p = 0", () => new DareMerging(new TaskArithmetic(0.4), p: 0)),
+        ("dare-ties global", () => new DareMerging(new TiesMerging(k: 0.3), p: 0.3, seed: 3)),
+        ("dare-ties per-tensor dis-sum", () => new DareMerging(new TiesMerging(k: 0.3, ranking: TiesRanking.PerTensor, aggregation: TiesAggregation.DisjointSum), p: 0.5, seed: 4)),
+    ];
+
+    /// <summary>
+    /// Writes the merge by the byte-level path and by the tensor path (<see cref="ModelMerger.Merge"/>
+    /// saved with <see cref="SafetensorsWriter"/>, what MergeToFile did before) and asserts the two
+    /// files are identical byte for byte, naming the first tensor that differs.
+    /// </summary>
+    private static void AssertSameFileAsTensorPath(TempDirectory dir, Checkpoint @base, TaskVectorPool pool, Func<MergeMethod> create, string label)
+    {
+        var bytes = dir.File("bytes.safetensors");
+        var tensors = dir.File("tensors.safetensors");
+        Assert.That(ModelMerger.TryMergeBytes(@base, pool, create(), bytes, null, default), Is.True, $"{label} takes the byte-level path");
+        using (var merged = ModelMerger.Merge(@base, pool, create()))
+        {
+            SafetensorsWriter.Save(merged, tensors);
+        }
+
+        using (var a = SafetensorsReader.Open(bytes))
+        using (var b = SafetensorsReader.Open(tensors))
+        {
+            Assert.That(a.Tensors, Is.EqualTo(b.Tensors).Using<TensorInfo>((x, y) => x.Name == y.Name && x.HasSameLayout(y)), label);
+            Assert.That(a.Metadata, Is.EqualTo(b.Metadata), label);
+            foreach (var info in a.Tensors)
+            {
+                var x = new byte[info.ByteLength];
+                var y = new byte[info.ByteLength];
+                a.ReadBytes(info.Name, x);
+                b.ReadBytes(info.Name, y);
+                int first = x.AsSpan().CommonPrefixLength(y);
+                Assert.That(first, Is.EqualTo(x.Length), $"{label}: '{info.Name}' first differs at byte {first}");
+            }
+        }
+
+        Assert.That(File.ReadAllBytes(bytes).AsSpan().SequenceEqual(File.ReadAllBytes(tensors)), Is.True, $"{label}: the files are identical");
+        File.Delete(bytes);
+        File.Delete(tensors);
+    }
+
+    /// <summary>Asserts the merge changed the large tensor: the comparison above is not of two copies of the base.</summary>
+    private static void AssertChangesTheBase(TempDirectory dir, Checkpoint @base, TaskVectorPool pool, MergeMethod method)
+    {
+        var path = dir.File("check.safetensors");
+        ModelMerger.MergeToFile(@base, pool, method, path);
+        using var merged = Checkpoint.Open(path);
+        using var a = merged.ReadFloat32(Large);
+        using var b = @base.ReadFloat32(Large);
+        Assert.That(a.ne(b).sum().item<long>(), Is.GreaterThan(1000), method.Name);
+    }
+
+    [TestCase(ScalarType.Float32)]
+    [TestCase(ScalarType.Float16)]
+    [TestCase(ScalarType.BFloat16)]
+    public void TiesAndDareFromFineTunedFilesEqualTheTensorPathBitForBit(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 3, dtype, seed: 7, layout: LayoutWithLargeTensor);
+        using var @base = Checkpoint.Open(basePath);
+        var sources = finetuned.Select(Checkpoint.Open).ToArray();
+        using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
+        foreach (var (label, create) in KernelMethods())
+        {
+            AssertSameFileAsTensorPath(dir, @base, pool, create, $"{label}, {dtype}");
+        }
+
+        AssertChangesTheBase(dir, @base, pool, new TiesMerging());
+        foreach (var s in sources) s.Dispose();
+    }
+
+    [TestCase(TensorDType.F32)]
+    [TestCase(TensorDType.BF16)]
+    public void TiesAndDareFromStoredTaskVectorsEqualTheTensorPathBitForBit(TensorDType stored)
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 3, seed: 8, layout: LayoutWithLargeTensor);
+        for (int t = 0; t < finetuned.Length; t++)
+        {
+            using var tv = TaskVector.FromFiles(basePath, finetuned[t], TensorFilter.ClipVisionTower);
+            tv.Save(dir.File($"tau{t}.safetensors"), stored);
+        }
+
+        using var @base = Checkpoint.Open(basePath);
+        using var pool = new TaskVectorPool(Enumerable.Range(0, finetuned.Length).Select(t => TaskVector.Load(dir.File($"tau{t}.safetensors"))).ToArray());
+        foreach (var (label, create) in KernelMethods())
+        {
+            AssertSameFileAsTensorPath(dir, @base, pool, create, $"{label}, stored {stored}");
+        }
+
+        AssertChangesTheBase(dir, @base, pool, new DareMerging(new TiesMerging()));
+    }
+
+    [Test]
+    public void ByteLevelMergeReportsBothPhasesAndHonoursCancellation()
+    {
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2);
+        using var @base = Checkpoint.Open(basePath);
+        var sources = finetuned.Select(Checkpoint.Open).ToArray();
+        using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
+        var reports = new List<MergeProgress>();
+        Assert.That(ModelMerger.TryMergeBytes(@base, pool, new TiesMerging(), dir.File("m.safetensors"), new SynchronousProgress<MergeProgress>(reports.Add), default), Is.True);
+        Assert.That(reports.Where(r => r.Phase == "prepare").Select(r => r.Fraction).Last(), Is.EqualTo(1.0));
+        Assert.That(reports.Where(r => r.Phase == "write").Select(r => r.Fraction).Last(), Is.EqualTo(1.0));
+        Assert.That(reports.FindIndex(r => r.Phase == "write"), Is.GreaterThan(reports.FindLastIndex(r => r.Phase == "prepare")), "prepare comes first");
+
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Throws<OperationCanceledException>(() => ModelMerger.MergeToFile(@base, pool, new DareMerging(new TaskArithmetic()), dir.File("c.safetensors"), cancellationToken: cancelled.Token));
+        Assert.That(File.Exists(dir.File("c.safetensors")), Is.False, "a cancelled merge leaves no file");
+        foreach (var s in sources) s.Dispose();
+    }
+
+    private static void AssertCloseToTensorPath(Checkpoint @base, TaskVectorPool pool, MergeMethod method, string fastPath, double tolerance)
+    {
+        using var fast = Checkpoint.Open(fastPath);
+        using var slow = ModelMerger.Merge(@base, pool, method);
+        Assert.That(fast.Tensors.Select(t => (t.Name, t.DType)), Is.EqualTo(slow.Tensors.Select(t => (t.Name, t.DType))));
+        Assert.That(fast.Metadata["merge_method"], Is.EqualTo(method.Name));
+        foreach (var info in @base.Tensors)
+        {
+            using var a = fast.Read(info.Name);
+            using var b = slow.Read(info.Name);
+            if (!slow.IsMerged(info.Name) || !info.DType.IsFloatingPoint())
+                Assert.That(a.eq(b).all().item<bool>(), Is.True, $"{info.Name} is copied byte for byte");
+            else
+                Assert.That(a.to(ScalarType.Float32).allclose(b.to(ScalarType.Float32), rtol: tolerance, atol: tolerance), Is.True, $"{method.Name}: {info.Name}");
+        }
+    }
+
+    // The linear methods combine θ0 and θt with their weights in one pass, where the tensor path forms
+    // Σ θt − N·θ0: the same value up to float32 rounding.
+    [TestCase(ScalarType.Float32, 1e-6)]
+    [TestCase(ScalarType.Float16, 2e-3)]
+    [TestCase(ScalarType.BFloat16, 2e-2)]
+    public void LinearMergesEqualTheTensorPath(ScalarType dtype, double tolerance)
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 3, dtype);
+        using var @base = Checkpoint.Open(basePath);
+        var sources = finetuned.Select(Checkpoint.Open).ToArray();
+        using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
+        foreach (var method in Linear)
+        {
+            var output = dir.File($"{method.Name}.safetensors");
+            Assert.That(ModelMerger.TryMergeBytes(@base, pool, method, output, null, default), Is.True, method.Name);
+            AssertCloseToTensorPath(@base, pool, method, output, tolerance);
+        }
+        foreach (var s in sources) s.Dispose();
+    }
+
+    [Test]
+    public void StoredTaskVectorsAddToTheBase()
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2);
+        for (int t = 0; t < 2; t++)
+            using (var tv = TaskVector.FromFiles(basePath, finetuned[t], TensorFilter.ClipVisionTower))
+                tv.Save(dir.File($"tau{t}.safetensors"));
+        using var @base = Checkpoint.Open(basePath);
+        using var pool = new TaskVectorPool(Enumerable.Range(0, 2).Select(t => TaskVector.Load(dir.File($"tau{t}.safetensors"))).ToArray());
+        var method = new TaskArithmetic(0.5);
+        Assert.That(ModelMerger.TryMergeBytes(@base, pool, method, dir.File("m.safetensors"), null, default), Is.True);
+        AssertCloseToTensorPath(@base, pool, method, dir.File("m.safetensors"), 1e-6);
+    }
+
+    [Test]
+    public void OtherMethodsAndInputsTakeTheTensorPath()
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2);
+        using var @base = Checkpoint.Open(basePath);
+        using var otherBase = Checkpoint.Open(basePath);
+        var sources = finetuned.Select(Checkpoint.Open).ToArray();
+        var output = dir.File("out.safetensors");
+        void Declines(Checkpoint b, ITaskVectorSet set, MergeMethod method, string why)
+        {
+            Assert.That(ModelMerger.TryMergeBytes(b, set, method, output, null, default), Is.False, why);
+            Assert.That(File.Exists(output), Is.False, $"{why}: declining writes nothing");
+            // MergeToFile still merges, by the tensor path: what ModelMerger.Merge gives.
+            ModelMerger.MergeToFile(b, set, method, output);
+            using (var written = Checkpoint.Open(output))
+            using (var expected = ModelMerger.Merge(b, set, method))
+            {
+                foreach (var info in expected.Tensors)
+                {
+                    using var x = written.Read(info.Name);
+                    using var y = expected.Read(info.Name);
+                    Assert.That(x.eq(y).all().item<bool>(), Is.True, $"{why}: {info.Name}");
+                }
+            }
+
+            File.Delete(output);
+        }
+
+        using (var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower))
+        {
+            Declines(@base, pool, new TsvMerging(), "a method with neither linear weights nor a kernel");
+            Declines(@base, pool, new DareMerging(new WeightAveraging()), "DARE over a method without a kernel");
+            Declines(otherBase, pool, new TiesMerging(), "task vectors over another base checkpoint");
+        }
+
+        using (var half = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower, storage: TensorDType.F16))
+        {
+            Declines(@base, half, new TiesMerging(), "task vectors rounded to F16 storage");
+            Declines(@base, half, new WeightAveraging(), "linear weights over F16 storage");
+        }
+
+        using (var memory = new InMemoryTaskVectorSet(["a", "b"], Enumerable.Range(0, 2).Select(t =>
+            (IReadOnlyDictionary<string, Tensor>)new Dictionary<string, Tensor> { ["vision_model.post_layernorm.weight"] = full(8, 0.1f * (t + 1)) }).ToArray()))
+        {
+            Declines(@base, memory, new DareMerging(new TiesMerging(), p: 0.2), "task vectors that are not files");
+        }
+
+        foreach (var s in sources) s.Dispose();
+    }
+}
