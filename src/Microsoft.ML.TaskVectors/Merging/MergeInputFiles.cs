@@ -10,7 +10,8 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// the tensor of every input in parallel straight into reused float32 buffers (F16 and BF16 widened
 /// exactly, as <see cref="Checkpoint.ReadFloat32"/> widens them); a merge method combines them
 /// (<see cref="LinearCombination"/> or a <see cref="TaskBatchKernel"/>) and <see cref="Write"/>
-/// streams the merged checkpoint out. Memory: N + 2 buffers the size of the largest tensor.
+/// streams the merged checkpoint out. Memory: N + 2 buffers the size of the largest merged tensor
+/// in float32 (the output buffer also holds the largest copied one).
 /// </summary>
 internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 {
@@ -25,7 +26,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     private readonly IntPtr[] _taskBuffers;
     private readonly float* _output;
 
-    private MergeInputFiles(SafetensorsReader @base, SafetensorsReader[] sources, TaskVectorPool pool, bool differences, long bufferBytes)
+    private MergeInputFiles(SafetensorsReader @base, SafetensorsReader[] sources, TaskVectorPool pool, bool differences, long inputBytes, long outputBytes)
     {
         _base = @base;
         _sources = sources;
@@ -36,11 +37,11 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         _buffers = new IntPtr[sources.Length + 1];
         for (int i = 0; i < _buffers.Length; i++)
         {
-            _buffers[i] = (IntPtr)NativeMemory.AlignedAlloc((nuint)bufferBytes, 64);
+            _buffers[i] = (IntPtr)NativeMemory.AlignedAlloc((nuint)inputBytes, 64);
         }
 
         _taskBuffers = _buffers[1..];
-        _output = (float*)NativeMemory.AlignedAlloc((nuint)bufferBytes, 64);
+        _output = (float*)NativeMemory.AlignedAlloc((nuint)outputBytes, 64);
     }
 
     /// <summary>
@@ -92,9 +93,9 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             largest = Math.Max(largest, info.ElementCount * sizeof(float));
         }
 
-        largest = Math.Max(largest, baseReader.Tensors.Max(t => t.ByteLength));
+        long output = Math.Max(largest, baseReader.Tensors.Max(t => t.ByteLength));
         // Spans stop at 2 GB: larger tensors take the tensor path.
-        return largest > Array.MaxLength ? null : new MergeInputFiles(baseReader, sources, pool, differences, largest);
+        return output > Array.MaxLength ? null : new MergeInputFiles(baseReader, sources, pool, differences, largest, output);
     }
 
     /// <summary>True when the sources are θt over the base (τt = θt − θ0); false for stored τt.</summary>
