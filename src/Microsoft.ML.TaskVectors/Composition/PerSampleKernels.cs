@@ -12,8 +12,9 @@ namespace Microsoft.ML.TaskVectors.Composition;
 /// kernels: each sample's weights are formed a small block at a time (rows × columns of W, for four samples
 /// at once so every stack block is read once per four samples) straight into the buffer the matrix kernel
 /// reads from, so per-sample weights never leave the L2 cache and no per-tile library call is paid. Tokens
-/// are the vector dimension (padded to a multiple of 56); the 3 × 56 register kernel
-/// c[i][·] (+)= Σq a(i, q)·b[q][·] serves all three products through its strides.
+/// are the vector dimension (padded to whole kernel widths); one register kernel c[i][·] (+)= Σq a(i, q)·b[q][·],
+/// 6 × 64 with AVX-512 or 3 × 56 with AVX2, serves all three products through its strides. Threads split W's
+/// rows (forward) or columns (backward), so results do not depend on timing: a run repeats bit for bit.
 /// </summary>
 internal static unsafe class PerSampleKernels
 {
