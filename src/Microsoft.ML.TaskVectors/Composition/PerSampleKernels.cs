@@ -26,7 +26,7 @@ internal static unsafe class PerSampleKernels
     private const int BlockRows = 24;    // rows of W formed at once
     private const int BlockColumns = 384; // longest run of W's columns formed at once
     private const int Samples = 4;       // samples formed together
-    private const long GroupBytes = 4L << 20; // per-sample operands kept in cache while the stack streams past them
+    private const long GroupBytes = 16L << 20; // per-sample operands kept in cache while the stack streams past them
 
     /// <summary>AVX2 with FMA on a CPU: the kernels run; otherwise callers use the library's batched products.</summary>
     public static bool IsSupported => Fma.IsSupported && Vector256.IsHardwareAccelerated;

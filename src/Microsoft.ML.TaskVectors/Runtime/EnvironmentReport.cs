@@ -52,6 +52,9 @@ public sealed class EnvironmentReport
     /// <summary><c>torch.get_num_threads()</c>; null when TorchSharp did not load.</summary>
     public int? TorchThreads { get; init; }
 
+    /// <summary>libgomp's wait settings (see <see cref="Runtime.OpenMpWaitPolicy"/>).</summary>
+    public string OpenMpWaitPolicy { get; init; } = Runtime.OpenMpWaitPolicy.Describe();
+
     /// <summary>The ONNX Runtime native version, or "unavailable".</summary>
     public required string OnnxRuntimeVersion { get; init; }
 
@@ -159,6 +162,7 @@ public sealed class EnvironmentReport
             false => "not available",
         }));
         rows.Add(new("Torch threads", TorchThreads?.ToString(CultureInfo.InvariantCulture) ?? Unavailable));
+        rows.Add(new("OpenMP wait policy", OpenMpWaitPolicy));
         rows.Add(new("ONNX Runtime", OnnxRuntimeVersion));
         if (OnnxRuntimeError is not null)
             rows.Add(new("ONNX Runtime error", OnnxRuntimeError));
