@@ -10,8 +10,9 @@ namespace Microsoft.ML.TaskVectors.Cli.Bench;
 
 /// <summary>
 /// The composition engine against a plain forward of the same vision tower, in one process, side by
-/// side: task-level composed forward, per-sample composed forward with each strategy, and a training
-/// step (forward and backward to per-sample coefficients). Random weights and task vectors.
+/// side: task-level composed forward, per-sample composed forward with each strategy (materialize in the fused
+/// CPU kernels and in tiles of library products, and branch), and a training step (forward and backward to
+/// per-sample coefficients). Random weights and task vectors.
 /// </summary>
 internal static class CompositionBenchmark
 {
@@ -32,6 +33,8 @@ internal static class CompositionBenchmark
         {
             Device = device, Strategy = PerSampleStrategy.Materialize, TileBytes = tileBytes,
         }, cancellationToken: cancellationToken);
+        // Materialize runs in the fused kernels where they apply; the library's tiles are then timed too, for comparison.
+        bool fused = engine.Options.FusedCpuKernels && PerSampleKernels.IsSupported && device.type == TorchSharp.DeviceType.CPU;
         log.WriteLine($"engine built in {build.Elapsed.TotalSeconds:F1} s ({engine.ComposedTensorNames.Count} composed tensors, M = {engine.BlockCount})");
 
         var results = new List<BatchResult>();
@@ -48,7 +51,14 @@ internal static class CompositionBenchmark
             {
                 ("plain forward", () => { using var _ = no_grad(); using var o = model.Vision.Encode(pixels, model.Vision.OwnWeights()); }),
                 ("task-level composed forward", () => { using var _ = no_grad(); using var o = engine.Forward(pixels, zTask); }),
-                ("per-sample forward, materialize", () => { using var _ = no_grad(); using var o = engine.Forward(pixels, z); }),
+                (fused ? "per-sample forward, fused kernels" : "per-sample forward, materialize", () => { using var _ = no_grad(); using var o = engine.Forward(pixels, z); }),
+                ("per-sample forward, library tiles", () =>
+                {
+                    using var _ = no_grad();
+                    engine.Options.FusedCpuKernels = false;
+                    try { using var o = engine.Forward(pixels, z); }
+                    finally { engine.Options.FusedCpuKernels = true; }
+                }),
                 ("per-sample forward, branch", () => { using var _ = no_grad(); using var o = engine.Forward(pixels, z, PerSampleStrategy.Branch); }),
                 ("per-sample training step", () =>
                 {
@@ -59,7 +69,8 @@ internal static class CompositionBenchmark
                     _ = zz.grad!.sum().item<float>();
                 }),
             };
-            var cases = all.Where(c => includeBranch || !c.Name.EndsWith("branch", StringComparison.Ordinal)).ToArray();
+            var cases = all.Where(c => (includeBranch || !c.Name.EndsWith("branch", StringComparison.Ordinal))
+                && (fused || !c.Name.EndsWith("library tiles", StringComparison.Ordinal))).ToArray();
             // Warm up each case once, then alternate the cases so that load on the machine affects them alike.
             var best = cases.Select(_ => double.MaxValue).ToArray();
             var peaks = new long[cases.Length];
