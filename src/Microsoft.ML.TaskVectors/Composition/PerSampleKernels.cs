@@ -46,11 +46,15 @@ internal static unsafe class PerSampleKernels
 
     private static int Threads => Math.Max(1, Environment.ProcessorCount);
 
-    /// <summary>Column chunks of W: equal, whole multiples of 24, and a multiple of the thread count in number.</summary>
-    private static (long Width, long Count) ColumnChunks(long inFeatures)
+    /// <summary>
+    /// Column chunks of W: about equal, a multiple of the thread count in number, each a whole number of kernel
+    /// widths and of 24 (backward's kernel runs along them in steps of <see cref="LanesOf"/>).
+    /// </summary>
+    private static (long Width, long Count) ColumnChunks(long inFeatures, bool wide)
     {
+        long unit = wide ? 192 : 168; // lcm(24, lanes)
         long count = Threads * Math.Max(1, (inFeatures + Threads * BlockColumns - 1) / (Threads * BlockColumns));
-        long width = Math.Min(RoundUp((inFeatures + count - 1) / count, 24), RoundUp(inFeatures, 24));
+        long width = Math.Min(RoundUp((inFeatures + count - 1) / count, unit), RoundUp(inFeatures, unit));
         return (width, (inFeatures + width - 1) / width);
     }
 
@@ -61,9 +65,9 @@ internal static unsafe class PerSampleKernels
         public float* Mixing { get; init; }      // [B, R]
         public float* XT { get; init; }          // forward: [B, in, tp]
         public float* YT { get; init; }          // forward: [B, outPadded, tp]
-        public float* X { get; init; }           // backward: [B, T, inPadded]
-        public float* GyT { get; init; }         // backward: [B, outPadded, tp]
-        public float* GradXT { get; init; }      // backward: [B, gradXRows, tp]
+        public float* X { get; init; }           // backward: [B, T, xStride]
+        public float* Gy { get; init; }          // backward: [B, tokenRows, outPadded]
+        public float* GradX { get; init; }       // backward: [B, tokenRows, inPadded]
         public int R { get; init; }
         public long Batch { get; init; }
         public long Tokens { get; init; }
@@ -72,7 +76,8 @@ internal static unsafe class PerSampleKernels
         public long In { get; init; }
         public long OutPadded { get; init; }
         public long InPadded { get; init; }
-        public long GradXRows { get; init; }
+        public long XStride { get; init; }
+        public long TokenRows { get; init; }
         public long Width { get; init; }
         public bool Wide { get; init; }
         public long GroupBytes { get; init; }
@@ -97,7 +102,7 @@ internal static unsafe class PerSampleKernels
         {
             Stack = FloatKernels.Pointer(stack), Mixing = FloatKernels.Pointer(m), XT = FloatKernels.Pointer(xT), YT = FloatKernels.Pointer(yT),
             R = (int)stack.shape[0], Batch = batch, Tokens = tokens, Tp = tp, Out = outFeatures, In = inFeatures,
-            OutPadded = yT.shape[1], Width = ColumnChunks(inFeatures).Width, Wide = w, GroupBytes = groupBytes,
+            OutPadded = yT.shape[1], Width = ColumnChunks(inFeatures, w).Width, Wide = w, GroupBytes = groupBytes,
         };
         long blocks = (outFeatures + BlockRows - 1) / BlockRows;
         Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads },
@@ -146,31 +151,29 @@ internal static unsafe class PerSampleKernels
 
     /// <summary>
     /// ∂L/∂x [B, T, in] and ∂L/∂mixing [B, R] from gy [B, T, out]: ∂x_b = gy_b·W_b and
-    /// ∂mixing[b,r] = ⟨gy_bᵀ·x_b, stack[r]⟩, the latter from 3 × 56 tiles of gy_bᵀ·x_b contracted with the
-    /// stack while both are in cache.
+    /// ∂mixing[b,r] = ⟨gy_bᵀ·x_b, stack[r]⟩, the latter from register tiles of gy_bᵀ·x_b contracted with the
+    /// stack while both are in cache. Both products read x, gy and ∂x in their own [B, T, ·] layout (tokens as
+    /// kernel rows), so nothing is transposed; the copies only pad rows to whole kernel tiles.
     /// </summary>
     public static (Tensor GradX, Tensor GradMixing) Backward(Tensor x, Tensor mixing, Tensor stack, Tensor gradOutput, long outFeatures, long inFeatures,
         bool? wide = null, long groupBytes = GroupBytes)
     {
         bool w = wide ?? WideByDefault;
-        int rowsOf = RowsOf(w), lanes = LanesOf(w);
-        long batch = x.shape[0], tokens = x.shape[1], tp = PaddedTokens(tokens, w);
+        int rowsOf = RowsOf(w);
+        long batch = x.shape[0], tokens = x.shape[1];
         int r = (int)stack.shape[0];
         using var scope = NewDisposeScope();
-        // x's rows get a kernel's width of zeros at the end: a tile's last columns may run past the row.
-        long outPadded = RoundUp(outFeatures, rowsOf), inPadded = RoundUp(inFeatures, 8) + lanes;
-        var gyT = zeros(batch, outPadded, tp);
-        gyT.narrow(1, 0, outFeatures).narrow(2, 0, tokens).copy_(gradOutput.transpose(1, 2));
-        var xPadded = zeros(batch, tokens, inPadded);
-        xPadded.narrow(2, 0, inFeatures).copy_(x);
-        var (width, chunks) = ColumnChunks(inFeatures);
-        var gxT = zeros(batch, RoundUp(chunks * width, rowsOf), tp);
+        var (width, chunks) = ColumnChunks(inFeatures, w);
+        long tokenRows = RoundUp(tokens, rowsOf), outPadded = RoundUp(outFeatures, rowsOf), inPadded = chunks * width;
+        var gy = Padded(gradOutput, tokenRows, outPadded);
+        var xs = Padded(x, tokens, inPadded);
+        var gradX = zeros(batch, tokenRows, inPadded);
         var m = mixing.detach().contiguous();
         var layer = new Layer
         {
-            Stack = FloatKernels.Pointer(stack), Mixing = FloatKernels.Pointer(m), X = FloatKernels.Pointer(xPadded), GyT = FloatKernels.Pointer(gyT),
-            GradXT = FloatKernels.Pointer(gxT), R = r, Batch = batch, Tokens = tokens, Tp = tp, Out = outFeatures, In = inFeatures,
-            OutPadded = outPadded, InPadded = inPadded, GradXRows = gxT.shape[1], Width = width, Wide = w, GroupBytes = groupBytes,
+            Stack = FloatKernels.Pointer(stack), Mixing = FloatKernels.Pointer(m), X = FloatKernels.Pointer(xs), Gy = FloatKernels.Pointer(gy),
+            GradX = FloatKernels.Pointer(gradX), R = r, Batch = batch, Tokens = tokens, TokenRows = tokenRows, Out = outFeatures, In = inFeatures,
+            OutPadded = outPadded, InPadded = inPadded, XStride = xs.shape[2], Width = width, Wide = w, GroupBytes = groupBytes,
         };
         var partials = new double[Threads][];
         Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads },
@@ -182,18 +185,27 @@ internal static unsafe class PerSampleKernels
             foreach (var partial in partials) total += partial[i];
             gradMixing[i] = (float)total;
         }
-        var gradX = gxT.narrow(1, 0, inFeatures).narrow(2, 0, tokens).transpose(1, 2).contiguous();
+        if (tokenRows != tokens || inPadded != inFeatures) gradX = gradX.narrow(1, 0, tokens).narrow(2, 0, inFeatures).contiguous();
         return (gradX.MoveToOuterDisposeScope(), tensor(gradMixing, [batch, r]).MoveToOuterDisposeScope());
     }
 
-    /// <summary>∂xᵀ rows of the column chunks [first, end) of W, and those chunks' share of ∂mixing [B·R] (returned).</summary>
+    /// <summary>t [B, T, F] as a contiguous float32 [B, rows, columns] with zeros beyond; t itself when it already is one.</summary>
+    private static Tensor Padded(Tensor t, long rows, long columns)
+    {
+        if (t.shape[1] == rows && t.shape[2] == columns && t.is_contiguous() && t.dtype == ScalarType.Float32) return t;
+        var padded = zeros(t.shape[0], rows, columns);
+        padded.narrow(1, 0, t.shape[1]).narrow(2, 0, t.shape[2]).copy_(t);
+        return padded;
+    }
+
+    /// <summary>∂x columns of the column chunks [first, end) of W, and those chunks' share of ∂mixing [B·R] (returned).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double[] BackwardColumns(in Layer l, long first, long end)
     {
         var buffers = Allocate(Samples * BlockRows * l.Width);
         var tile = Allocate(l.Rows * l.Lanes);
         var sums = new double[l.Batch * l.R];
-        long group = SampleGroup((l.Tokens * l.Width + l.Width * l.Tp + l.OutPadded * l.Tp) * sizeof(float), l);
+        long group = SampleGroup((l.Tokens * l.Width + l.TokenRows * l.Width + l.TokenRows * l.OutPadded) * sizeof(float), l);
         try
         {
             for (long chunk = first; chunk < end; chunk++)
@@ -212,24 +224,24 @@ internal static unsafe class PerSampleKernels
                         {
                             long b = b0 + s;
                             float* w = buffers + s * BlockRows * l.Width;
-                            float* gyb = l.GyT + (b * l.OutPadded + j0) * l.Tp;
-                            // ∂x_bᵀ[k][t] += Σj W_b[j][k]·gy_bᵀ[j][t] over this block's rows.
-                            float* gxb = l.GradXT + (b * l.GradXRows + k0) * l.Tp;
-                            for (int i = 0; i < kc; i += l.Rows)
-                                for (long v = 0; v < l.Tp; v += l.Lanes)
-                                    Kernel(l.Wide, w + i, 1, l.Width, rows, gyb + v, l.Tp, gxb + i * l.Tp + v, l.Tp, accumulate: true);
+                            float* gyb = l.Gy + b * l.TokenRows * l.OutPadded + j0;
+                            // ∂x_b[t][k] += Σj gy_b[t][j]·W_b[j][k] over this block's rows.
+                            float* gxb = l.GradX + b * l.TokenRows * l.InPadded + k0;
+                            for (long t = 0; t < l.TokenRows; t += l.Rows)
+                                for (int c = 0; c < kc; c += l.Lanes)
+                                    Kernel(l.Wide, gyb + t * l.OutPadded, l.OutPadded, 1, rows, w + c, l.Width, gxb + t * l.InPadded + c, l.InPadded, accumulate: true);
                             // (gy_bᵀ·x_b)[j][k] tiles, contracted with stack[·][j][k] at once.
-                            float* xb = l.X + b * l.Tokens * l.InPadded + k0;
+                            float* xb = l.X + b * l.Tokens * l.XStride + k0;
+                            var tileSums = sums.AsSpan((int)(b * l.R), l.R);
                             for (int i = 0; i < rows; i += l.Rows)
                                 for (int c = 0; c < kc; c += l.Lanes)
                                 {
                                     float* stackTile = l.Stack + (j0 + i) * l.In + k0 + c;
-                                    var tileSums = sums.AsSpan((int)(b * l.R), l.R);
                                     if (l.Wide && i + l.Rows <= rows && c + l.Lanes <= kc)
-                                        TileContract512(gyb + i * l.Tp, l.Tp, (int)l.Tokens, xb + c, l.InPadded, stackTile, l.In, l.Numel, tileSums);
+                                        TileContract512(gyb + i, 1, l.OutPadded, (int)l.Tokens, xb + c, l.XStride, stackTile, l.In, l.Numel, tileSums);
                                     else
                                     {
-                                        Kernel(l.Wide, gyb + i * l.Tp, l.Tp, 1, (int)l.Tokens, xb + c, l.InPadded, tile, l.Lanes, accumulate: false);
+                                        Kernel(l.Wide, gyb + i, 1, l.OutPadded, (int)l.Tokens, xb + c, l.XStride, tile, l.Lanes, accumulate: false);
                                         Contract(tile, l.Lanes, Math.Min(l.Rows, rows - i), Math.Min(l.Lanes, kc - c), stackTile, l.In, l.Numel, l.R, tileSums);
                                     }
                                 }
@@ -265,7 +277,7 @@ internal static unsafe class PerSampleKernels
         float* stack = l.Stack, mixing = l.Mixing + b0 * l.R;
         int r = l.R, width = (int)l.Width;
         long numel = l.Numel, inFeatures = l.In;
-        int clearRows = (int)Math.Min(BlockRows, RoundUp(rows, l.Rows)), clearColumns = (int)Math.Min(width, RoundUp(kc, l.Rows));
+        int clearRows = (int)Math.Min(BlockRows, RoundUp(rows, l.Rows)), clearColumns = (int)Math.Min(width, RoundUp(kc, l.Lanes));
         for (int s = 0; s < samples; s++)
             for (int j = 0; j < clearRows; j++)
             {
@@ -370,12 +382,12 @@ internal static unsafe class PerSampleKernels
     /// stack row while still in registers: sums[r] += Σ tile[i][c]·stack[r][row i, column c].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TileContract512(float* a, long rowStride, int count, float* b, long bStride, float* stack, long inFeatures, long numel, Span<double> sums)
+    private static void TileContract512(float* a, long rowStride, long stepStride, int count, float* b, long bStride, float* stack, long inFeatures, long numel, Span<double> sums)
     {
         Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero, c02 = Vector512<float>.Zero, c03 = Vector512<float>.Zero, c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero, c12 = Vector512<float>.Zero, c13 = Vector512<float>.Zero, c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero, c22 = Vector512<float>.Zero, c23 = Vector512<float>.Zero, c30 = Vector512<float>.Zero, c31 = Vector512<float>.Zero, c32 = Vector512<float>.Zero, c33 = Vector512<float>.Zero, c40 = Vector512<float>.Zero, c41 = Vector512<float>.Zero, c42 = Vector512<float>.Zero, c43 = Vector512<float>.Zero, c50 = Vector512<float>.Zero, c51 = Vector512<float>.Zero, c52 = Vector512<float>.Zero, c53 = Vector512<float>.Zero;
         for (int step = 0; step < count; step++)
         {
-            float* bs = b + step * bStride, s = a + step;
+            float* bs = b + step * bStride, s = a + step * stepStride;
             var x0 = Vector512.Load(bs + 0); var x1 = Vector512.Load(bs + 16); var x2 = Vector512.Load(bs + 32); var x3 = Vector512.Load(bs + 48);
             var w0 = Vector512.Create(s[0 * rowStride]);
             c00 = Vector512.FusedMultiplyAdd(w0, x0, c00); c01 = Vector512.FusedMultiplyAdd(w0, x1, c01); c02 = Vector512.FusedMultiplyAdd(w0, x2, c02); c03 = Vector512.FusedMultiplyAdd(w0, x3, c03);
