@@ -88,7 +88,7 @@ internal static unsafe class PerSampleKernels
 
     /// <summary>x [B, T, in] (float32, CPU), mixing [B, R], stack [R, out·in] → y [B, T, out].</summary>
     /// <param name="wide">The AVX-512 kernels (default: when the CPU has them).</param>
-    /// <param name="groupBytes">Cache budget for the samples' operands per pass over the stack (default 4 MiB).</param>
+    /// <param name="groupBytes">Cache budget for the samples' operands per pass over the stack (default 16 MiB).</param>
     public static Tensor Forward(Tensor x, Tensor mixing, Tensor stack, long outFeatures, long inFeatures, bool? wide = null, long groupBytes = GroupBytes)
     {
         bool w = wide ?? WideByDefault;
