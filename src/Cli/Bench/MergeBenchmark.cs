@@ -17,18 +17,18 @@ internal static class MergeBenchmark
 {
     public sealed record MethodResult(string Method, double Seconds, double RatioToRead, long PeakBytes, double PeakOverCheckpoint);
 
-    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, IReadOnlyList<MethodResult> Methods);
+    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking);
 
     /// <summary>
     /// Runs the benchmark: each measurement (reading the files, then each method) in a fresh child
     /// process, as a user's command would run, with the files already in the page cache.
     /// </summary>
-    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods,
+    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods, string ranking,
         Func<string, string[], Measurement> runChild, TextWriter log, CancellationToken cancellationToken)
     {
         EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
         long checkpointBytes = layout.Sum(t => t.ByteLength);
-        string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--measure", what];
+        string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--ranking", ranking, "--measure", what];
 
         runChild("read", Args("read")); // warms the page cache
         var read = runChild("read", Args("read"));
@@ -42,14 +42,14 @@ internal static class MergeBenchmark
             results.Add(r);
             log.WriteLine($"{name}: {m.Seconds:F2} s ({r.RatioToRead:F2}× read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
-        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, results);
+        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, results, ranking);
     }
 
     /// <summary>Time and peak resident memory above the process's size before the work.</summary>
     public sealed record Measurement(double Seconds, long PeakBytes);
 
-    /// <summary>One measurement in this process: "read" (read the N+1 files) or a merge method's name.</summary>
-    public static Measurement Measure(string workDirectory, int tasks, string what, CancellationToken cancellationToken)
+    /// <summary>One measurement in this process: "read" (read the N+1 files) or a merge method's name (TIES ranking "global" or "per-tensor").</summary>
+    public static Measurement Measure(string workDirectory, int tasks, string what, string ranking, CancellationToken cancellationToken)
     {
         var basePath = Path.Combine(workDirectory, "base.safetensors");
         var finetuned = Enumerable.Range(0, tasks).Select(t => Path.Combine(workDirectory, $"ft{t}.safetensors")).ToArray();
@@ -67,7 +67,8 @@ internal static class MergeBenchmark
             try
             {
                 using var pool = TaskVectorPool.FromCheckpoints(@base, fts);
-                ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what), output, cancellationToken: cancellationToken);
+                var options = new MergeMethodOptions { Ranking = ranking == "per-tensor" ? TiesRanking.PerTensor : TiesRanking.Global };
+                ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what, options), output, cancellationToken: cancellationToken);
             }
             finally
             {
@@ -141,6 +142,7 @@ internal static class MergeBenchmark
         parameters = r.Parameters,
         checkpoint_bytes = r.CheckpointBytes,
         read_seconds = r.ReadSeconds,
+        ties_ranking = r.Ranking,
         methods = r.Methods.ToDictionary(m => m.Method, m => new
         {
             seconds = m.Seconds,

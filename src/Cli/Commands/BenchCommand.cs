@@ -105,10 +105,12 @@ internal static class BenchCommand
             Description = "Folder for the random checkpoints (kept and reused between runs).",
             DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "taskvectors-bench-merge"),
         };
+        var ranking = new Option<string>("--ranking") { Description = "TIES and DARE → TIES: magnitude ranking over the whole task vector or per tensor.", DefaultValueFactory = _ => "global" };
+        ranking.AcceptOnlyFromAmong("global", "per-tensor");
         var measure = new Option<string?>("--measure") { Hidden = true, Description = "Internal: one measurement in this process." };
         var command = new Command("merge", "Merge N random task vectors of a ViT-sized model; compare with reading the N+1 files.")
         {
-            tasks, width, layers, methods, work, measure,
+            tasks, width, layers, methods, work, ranking, measure,
         };
         command.SetAction((result, cancellationToken) =>
         {
@@ -118,11 +120,11 @@ internal static class BenchCommand
                 if (!MergeMethods.Names.Contains(m)) throw new ArgumentException($"--methods: unknown method '{m}'; valid: {string.Join(", ", MergeMethods.Names)}.");
             if (result.GetValue(measure) is { } what)
             {
-                Console.WriteLine(JsonSerializer.Serialize(MergeBenchmark.Measure(result.GetValue(work)!, n, what, cancellationToken)));
+                Console.WriteLine(JsonSerializer.Serialize(MergeBenchmark.Measure(result.GetValue(work)!, n, what, result.GetValue(ranking)!, cancellationToken)));
                 return Task.FromResult(0);
             }
             var layout = VitLayout.Vision(result.GetValue(width), result.GetValue(layers));
-            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!.Distinct().ToArray(), RunChild, Console.Out, cancellationToken);
+            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!.Distinct().ToArray(), result.GetValue(ranking)!, RunChild, Console.Out, cancellationToken);
             Console.WriteLine(MergeBenchmark.ToJson(r));
             return Task.FromResult(0);
         });
