@@ -129,34 +129,20 @@ internal static class ProceduralPainters
         float ox = random.NextFloat(), oy = random.NextFloat();
         var (c, s) = random.Direction(1f, 0f, 0.2f);
         // Cell coordinates of a point: rotated, scaled and shifted, so the lattice is never pixel-aligned the same way.
-        (float U, float V) Lattice(float x, float y) => ((x * c + y * s) / cell + ox, (y * c - x * s) / cell + oy);
+        void PaintLattice(Func<float, float, float> distanceInCells) => canvas.Paint((x, y) =>
+            distanceInCells((x * c + y * s) / cell + ox, (y * c - x * s) / cell + oy) * cell, colour);
         switch (label)
         {
             case 0:
-                canvas.Paint((x, y) =>
-                {
-                    var (u, v) = Lattice(x, y);
-                    float fu = u - MathF.Floor(u), fv = v - MathF.Floor(v);
-                    var edge = MathF.Min(MathF.Min(fu, 1 - fu), MathF.Min(fv, 1 - fv)) * cell;
-                    return ((int)MathF.Floor(u) + (int)MathF.Floor(v)) % 2 == 0 ? -edge : edge;
-                }, colour);
+                PaintLattice((u, v) => ((int)MathF.Floor(u) + (int)MathF.Floor(v)) % 2 == 0 ? -ToCellBorder(u, v) : ToCellBorder(u, v));
                 break;
             case 1:
                 var dot = random.Uniform(0.2f, 0.32f);
-                canvas.Paint((x, y) =>
-                {
-                    var (u, v) = Lattice(x, y);
-                    return (Length(u - MathF.Floor(u) - 0.5f, v - MathF.Floor(v) - 0.5f) - dot) * cell;
-                }, colour);
+                PaintLattice((u, v) => Length(u - MathF.Floor(u) - 0.5f, v - MathF.Floor(v) - 0.5f) - dot);
                 break;
             case 2:
                 var line = random.Uniform(0.07f, 0.12f);
-                canvas.Paint((x, y) =>
-                {
-                    var (u, v) = Lattice(x, y);
-                    float fu = u - MathF.Floor(u), fv = v - MathF.Floor(v);
-                    return (MathF.Min(MathF.Min(fu, 1 - fu), MathF.Min(fv, 1 - fv)) - line) * cell;
-                }, colour);
+                PaintLattice((u, v) => ToCellBorder(u, v) - line);
                 break;
             case 3:
                 // Value noise without interpolation: each small square takes its own random mix of the two colours.
@@ -281,6 +267,13 @@ internal static class ProceduralPainters
     {
         float qx = MathF.Abs(x) - hx, qy = MathF.Abs(y) - hy;
         return Length(MathF.Max(qx, 0f), MathF.Max(qy, 0f)) + MathF.Min(MathF.Max(qx, qy), 0f);
+    }
+
+    /// <summary>Distance, in cells, from lattice point (<paramref name="u"/>, <paramref name="v"/>) to the border of its cell.</summary>
+    private static float ToCellBorder(float u, float v)
+    {
+        float fu = u - MathF.Floor(u), fv = v - MathF.Floor(v);
+        return MathF.Min(MathF.Min(fu, 1 - fu), MathF.Min(fv, 1 - fv));
     }
 
     /// <summary>Signed distance, in periods, to a band covering the middle half of each period of <paramref name="t"/>.</summary>

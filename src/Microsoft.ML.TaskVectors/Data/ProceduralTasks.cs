@@ -32,8 +32,11 @@ public static class ProceduralTasks
     /// <summary>The families' names, comma-separated, for messages.</summary>
     public static string FamilyNames => string.Join(", ", Families.Select(f => f.Name));
 
-    /// <summary>The option keys <see cref="Parse"/> accepts, with their defaults.</summary>
-    public const string OptionKeys = "seed=0, size=32, train=100, val=20, test=50 (images per class)";
+    /// <summary>The option keys <see cref="Parse"/> accepts, with their defaults, for messages.</summary>
+    public static string OptionKeys { get; } = DefaultKeys(new ProceduralTaskOptions());
+
+    private static string DefaultKeys(ProceduralTaskOptions d) =>
+        $"seed={d.Seed}, size={d.ImageSize} pixels, train={d.TrainPerClass}, val={d.ValidationPerClass} and test={d.TestPerClass} images per class";
 
     /// <summary>The family named <paramref name="name"/> (ignoring case).</summary>
     /// <exception cref="ArgumentException">No family has that name; the message lists the families.</exception>
@@ -64,7 +67,7 @@ public static class ProceduralTasks
             var equals = part.IndexOf('=');
             var key = equals < 0 ? part : part[..equals].Trim();
             if (equals < 0 || !seen.Add(key))
-                throw new ArgumentException($"Procedural task '{text}': expected KEY=VALUE once per key after the family, found '{part}'; the keys are {OptionKeys}.");
+                throw new ArgumentException($"Procedural task '{text}': expected KEY=VALUE once per key after the family, found '{part}'; the keys, with their defaults, are {OptionKeys}.");
             var value = part[(equals + 1)..].Trim();
             if (!long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number))
                 throw new ArgumentException($"Procedural task '{text}': {key}= needs a whole number, found '{value}'.");
@@ -77,7 +80,7 @@ public static class ProceduralTasks
                 "train" => options with { TrainPerClass = Int() },
                 "val" => options with { ValidationPerClass = Int() },
                 "test" => options with { TestPerClass = Int() },
-                _ => throw new ArgumentException($"Procedural task '{text}': unknown key '{key}'; the keys are {OptionKeys}."),
+                _ => throw new ArgumentException($"Procedural task '{text}': unknown key '{key}'; the keys, with their defaults, are {OptionKeys}."),
             };
         }
         if (options.FindProblem() is { } problem) throw new ArgumentException($"Procedural task '{text}': {problem.Message}");
