@@ -4,8 +4,9 @@ namespace Microsoft.ML.TaskVectors.Trainers.Tasks;
 
 /// <summary>
 /// Where a task's images come from, parsed from <c>NAME=SOURCE</c>: <c>imagefolder:PATH</c> (torchvision's
-/// ImageFolder layout), <c>idx:PATH</c> (a folder with the four MNIST-style IDX files) or <c>fashion-mnist</c>
-/// (Debian's <c>dataset-fashion-mnist</c> package). Further forms are added with <see cref="Register"/>.
+/// ImageFolder layout), <c>idx:PATH</c> (a folder with the four MNIST-style IDX files), <c>fashion-mnist</c>
+/// (Debian's <c>dataset-fashion-mnist</c> package) or <c>procedural:FAMILY[,KEY=VALUE…]</c> (images generated in
+/// memory by <see cref="ProceduralTasks"/>). Further forms are added with <see cref="Register"/>.
 /// </summary>
 public sealed class TaskSource
 {
@@ -15,6 +16,8 @@ public sealed class TaskSource
         new("imagefolder", "PATH", "a folder with train/, test/ and optionally val/, one sub-folder per class", OpenImageFolder),
         new("idx", "PATH", "a folder with the train-* and t10k-* IDX images and labels files, plain or .gz", OpenIdx),
         new("fashion-mnist", null, $"Fashion-MNIST from {IdxDataset.FashionMnistDebianFolder} (Debian/Ubuntu package dataset-fashion-mnist)", OpenFashionMnist),
+        new("procedural", "FAMILY", $"images generated in memory; FAMILY is one of {ProceduralTasks.FamilyNames}, optionally followed by ,KEY=VALUE options: {ProceduralTasks.OptionKeys}",
+            OpenProcedural, argument => ProceduralTasks.Parse(argument)),
     ];
 
     private TaskSource(string name, TaskSourceFormat format, string? argument)
@@ -68,7 +71,9 @@ public sealed class TaskSource
     /// <summary>Parses <c>NAME=SOURCE</c>; nothing is opened yet (see <see cref="Open"/>).</summary>
     /// <exception cref="ArgumentException">
     /// The text is not <c>NAME=SOURCE</c>, the name is blank, the source's keyword is unknown, a path is missing, or a
-    /// bare keyword is given an argument. The message quotes the text and lists the accepted forms.
+    /// bare keyword is given an argument: the message quotes the text and lists the accepted forms. Or the form's
+    /// <see cref="TaskSourceFormat.CheckArgument"/> refuses the argument (for example an unknown procedural family):
+    /// the message quotes the text and says what the form accepts.
     /// </exception>
     public static TaskSource Parse(string text)
     {
@@ -95,6 +100,18 @@ public sealed class TaskSource
             throw Bad(text, $"'{format.Keyword}' takes no argument, found ':{argument}'");
         if (format.Argument is not null && string.IsNullOrEmpty(argument))
             throw Bad(text, $"'{format.Keyword}' needs {format.Keyword}:{format.Argument}");
+        if (argument is not null && format.CheckArgument is not null)
+        {
+            try
+            {
+                format.CheckArgument(argument);
+            }
+            catch (ArgumentException e)
+            {
+                // The checker's message names what is wrong and what is accepted; the list of every form would bury it.
+                throw new ArgumentException($"Task '{text}': {e.Message}", nameof(text), e);
+            }
+        }
         return new TaskSource(name, format, argument);
     }
 
@@ -121,6 +138,14 @@ public sealed class TaskSource
             ? ImageFolderDataset.Open(root, DatasetSplit.Test, carve, name)
             : null;
         return TaskData.Create(name, train, validation, test);
+    }
+
+    private static TaskData OpenProcedural(string name, string? argument, ValidationCarve carve)
+    {
+        // Every split is generated, so there is nothing to carve.
+        var (family, options) = ProceduralTasks.Parse(argument!);
+        return TaskData.Create(name, family.Open(DatasetSplit.Train, options, name)!, family.Open(DatasetSplit.Validation, options, name)!,
+            family.Open(DatasetSplit.Test, options, name));
     }
 
     private static TaskData OpenIdx(string name, string? path, ValidationCarve carve) => OpenIdxFolder(name, path!, null, carve);

@@ -83,6 +83,39 @@ public class TaskSourceTests
         }
     }
 
+    [Test]
+    public void Procedural_GeneratesTheThreeSplitsInMemory()
+    {
+        var source = TaskSource.Parse("Shapes=procedural:shapes");
+        Assert.That((source.Name, source.Format.Keyword, source.Argument), Is.EqualTo(("Shapes", "procedural", "shapes")));
+        var task = source.Open();
+        Assert.That(task.ClassNames, Is.EqualTo(ProceduralTasks.Find("shapes").ClassNames));
+        // The defaults: 100, 20 and 50 images per class of 6; validation is generated, not carved from train.
+        Assert.That((task.Train.Count, task.Validation.Count, task.Test!.Count), Is.EqualTo((600, 120, 300)));
+        Assert.That(new[] { task.Train, task.Validation, task.Test }.Select(d => (d.Name, d.Split)),
+            Is.EqualTo(new[] { ("Shapes", DatasetSplit.Train), ("Shapes", DatasetSplit.Validation), ("Shapes", DatasetSplit.Test) }));
+        Assert.That(task.Validation.LoadImage(0).Width, Is.EqualTo(32));
+    }
+
+    [Test]
+    public void Procedural_TakesOptionsAfterTheFamily()
+    {
+        var task = TaskSource.Parse("s=PROCEDURAL:stripes,seed=3,size=48,train=5,val=2,test=0").Open();
+        Assert.That((task.Train.Count, task.Validation.Count, task.Test), Is.EqualTo((20, 8, (LabeledImageDataset?)null)));
+        var options = new ProceduralTaskOptions { Seed = 3, ImageSize = 48, TrainPerClass = 5, ValidationPerClass = 2, TestPerClass = 0 };
+        var expected = ProceduralTasks.Find("stripes").Generate(DatasetSplit.Validation, 7, options);
+        Assert.That(task.Validation.LoadImage(7).Pixels, Is.EqualTo(expected.Image.Pixels));
+        Assert.That(task.Validation.GetLabel(7), Is.EqualTo(expected.Label));
+    }
+
+    [TestCase("t=procedural:triangles", "Unknown procedural task family 'triangles'; the families are shapes, stripes, colours, counts, quadrant, textures, digits, sizes.")]
+    [TestCase("t=procedural", "'procedural' needs procedural:FAMILY")]
+    public void Procedural_MistakesAreCaughtWhenParsing(string text, string problem)
+    {
+        var e = Assert.Throws<ArgumentException>(() => TaskSource.Parse(text))!;
+        Assert.That(e.Message, Does.StartWith($"Task '{text}': ").And.Contain(problem));
+    }
+
     [TestCase("cars", "expected NAME=SOURCE")]
     [TestCase("=imagefolder:/x", "the task name before '=' is empty")]
     [TestCase("cars=", "the source after '=' is empty")]
@@ -95,7 +128,7 @@ public class TaskSourceTests
     {
         var e = Assert.Throws<ArgumentException>(() => TaskSource.Parse(text))!;
         Assert.That(e.Message, Does.StartWith($"Task '{text}': {problem}"));
-        foreach (var usage in new[] { "NAME=imagefolder:PATH", "NAME=idx:PATH", "NAME=fashion-mnist" })
+        foreach (var usage in new[] { "NAME=imagefolder:PATH", "NAME=idx:PATH", "NAME=fashion-mnist", "NAME=procedural:FAMILY" })
             Assert.That(e.Message, Does.Contain(usage));
     }
 
