@@ -79,6 +79,39 @@ public class ComposeAndEvalCommandTests
     }
 
     [Test]
+    public void ProceduralSourcesGoThroughFinetuneComposeAndEval()
+    {
+        // Generated tasks need no files: the same NAME=procedural:… text gives the same images to every command.
+        string[] tasks = ["shapes=procedural:shapes,train=3,val=2,test=2,size=16,seed=5", "stripes=procedural:stripes,train=3,val=2,test=2,size=16"];
+        var taus = new string[2];
+        for (int t = 0; t < 2; t++)
+        {
+            taus[t] = _dir.File($"procedural{t}.safetensors");
+            var (code, stdout, error) = CliRunner.Run("finetune", "--model", _model, "--task", tasks[t], "--steps", "2", "--batch", "6",
+                "--head", "linear", "--out", taus[t]);
+            Assert.That(code, Is.EqualTo(0), error);
+            Assert.That(stdout, Does.Contain(t == 0 ? "shapes: val accuracy" : "stripes: val accuracy").And.Contain("test accuracy"));
+        }
+        var state = _dir.File("state-procedural");
+        var (composeCode, _, composeError) = CliRunner.Run(["compose", "--method", "atlas", "--model", _model, "--task-vectors", taus[0], taus[1],
+            "--task", tasks[0], tasks[1], "--epochs", "1", "--batch", "6", "--out", state]);
+        Assert.That(composeCode, Is.EqualTo(0), composeError);
+        var (evalCode, _, evalError) = CliRunner.Run("eval", "--state", state, "--task", tasks[0], tasks[1], "--json", _dir.File("procedural.json"),
+            "--coefficients", _dir.File("procedural.coefficients.safetensors"));
+        Assert.That(evalCode, Is.EqualTo(0), evalError);
+        var json = JsonNode.Parse(File.ReadAllText(_dir.File("procedural.json")))!.AsObject();
+        Assert.That(json["tasks"]!.AsObject().Select(kv => kv.Key), Is.EquivalentTo(new[] { "shapes", "stripes" }));
+        using var dump = Microsoft.ML.TaskVectors.Checkpoints.Checkpoint.Open(_dir.File("procedural.coefficients.safetensors"));
+        Assert.That(dump.GetInfo("shapes.coefficients").Shape[0], Is.EqualTo(12), "one row per test image (6 classes × 2)");
+        Assert.That(dump.GetInfo("stripes.coefficients").Shape[0], Is.EqualTo(8), "4 classes × 2");
+
+        // A mistake in the family is reported before anything is loaded.
+        var (badCode, _, badError) = CliRunner.Run("finetune", "--model", _model, "--task", "x=procedural:circles", "--out", _dir.File("never.safetensors"));
+        Assert.That(badCode, Is.EqualTo(1));
+        Assert.That(badError, Does.Contain("--task: Task 'x=procedural:circles': Unknown procedural task family 'circles'; the families are shapes, stripes"));
+    }
+
+    [Test]
     public void EvalRefusesAChangedTaskVectorAndMissingTasks()
     {
         var state = _dir.File("state-check");
