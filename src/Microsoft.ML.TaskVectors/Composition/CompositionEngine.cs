@@ -55,6 +55,12 @@ public sealed class CompositionEngine : IDisposable
     /// <summary>Where θ0, τ and the computation live.</summary>
     public Device Device => Fixed.Get(ClipVisionTransformer.ProjectionName).device;
 
+    /// <summary>
+    /// The task vectors as the engine holds them (float32, on its device; each task summed over its blocks), as a
+    /// read-only set for data-free methods that work on τ directly (WUDI).
+    /// </summary>
+    public ITaskVectorSet TaskVectors => new EngineTaskVectorSet(this);
+
     /// <summary>Names of the tensors that are composed (the rest are θ0's).</summary>
     public IReadOnlyCollection<string> ComposedTensorNames => Composed.Keys;
 

@@ -1,6 +1,7 @@
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Data;
 using Microsoft.ML.TaskVectors.Images;
+using Microsoft.ML.TaskVectors.Models;
 using Microsoft.ML.TaskVectors.Trainers.Tasks;
 using static TorchSharp.torch;
 
@@ -25,7 +26,7 @@ public static class CompositionEvaluator
         bool gated = false;
         var accuracy = Score(engine, tasks, split, (task, x) =>
         {
-            var (z, gates) = composition.For(engine, x);
+            var (output, gates) = composition.Encode(engine, x);
             if (gates is not null)
             {
                 gated = true;
@@ -33,7 +34,7 @@ public static class CompositionEvaluator
                 gateSums[task] += gates.to(float64).mean([1L, 2L]).sum().item<double>();
                 gateCounts[task] += gates.shape[0];
             }
-            return z;
+            return output;
         }, pixels, batchSize, cancellationToken);
         return tasks.Select((t, i) => new TaskScore(t.Name, accuracy[i], gated ? gateSums[i] / Math.Max(1, gateCounts[i]) : null)).ToArray();
     }
@@ -51,11 +52,11 @@ public static class CompositionEvaluator
     internal static IReadOnlyList<double> Accuracy(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         Func<CompositionTask, LabeledImageDataset?> split, Func<Tensor, Tensor>? coefficients, PixelSource pixels, int batchSize,
         CancellationToken cancellationToken) =>
-        Score(engine, tasks, split, coefficients is null ? null : (_, x) => coefficients(x), pixels, batchSize, cancellationToken);
+        Score(engine, tasks, split, (_, x) => coefficients is null ? engine.ForwardBase(x) : engine.Forward(x, coefficients(x)), pixels, batchSize, cancellationToken);
 
-    /// <summary>The evaluation loop; <paramref name="coefficients"/> gets the task's index with each batch of pixels.</summary>
+    /// <summary>The evaluation loop; <paramref name="encode"/> gets the task's index with each batch of pixels.</summary>
     private static double[] Score(CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
-        Func<CompositionTask, LabeledImageDataset?> split, Func<int, Tensor, Tensor>? coefficients, PixelSource pixels, int batchSize,
+        Func<CompositionTask, LabeledImageDataset?> split, Func<int, Tensor, ClipVisionOutput> encode, PixelSource pixels, int batchSize,
         CancellationToken cancellationToken)
     {
         var result = new double[tasks.Count];
@@ -70,7 +71,7 @@ public static class CompositionEvaluator
                 using var scope = NewDisposeScope();
                 int n = Math.Min(batchSize, data.Count - start);
                 var x = pixels.Batch(Enumerable.Range(start, n).Select(i => (data, i)).ToArray(), engine.Device);
-                using var output = coefficients is null ? engine.ForwardBase(x) : engine.Forward(x, coefficients(t, x));
+                using var output = encode(t, x);
                 var predicted = tasks[t].Head.Predict(output.ImageEmbeds).cpu();
                 var labels = tensor(Enumerable.Range(start, n).Select(i => (long)data.GetLabel(i)).ToArray());
                 correct += predicted.eq(labels).sum().item<long>();

@@ -1,5 +1,8 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.TaskVectors.Composition;
+using Microsoft.ML.TaskVectors.Merging;
+
+using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;
 
@@ -15,15 +18,22 @@ public static class CompositionTrainers
         ["vtvc"] = SampleSpecificVariant.Gated,
     };
 
+    /// <summary>WUDI: data-free; merges each 2-D weight's task vectors by optimisation (<see cref="WudiMerging"/>).</summary>
+    public const string WudiName = "wudi";
+
     /// <summary>Every method <see cref="Train"/> accepts.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["atlas", "prob-task", "atlas-gated", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer", "negation"];
+    public static IReadOnlyList<string> Names { get; } = ["atlas", "prob-task", "atlas-gated", .. SampleSpecific.Keys, "adamerging-task", "adamerging-layer", WudiName, "negation"];
 
     /// <summary>
     /// Trains <paramref name="method"/> on the tasks with its defaults, overriding the seed and, when given,
     /// the epochs (AdaMerging: steps = 25 × epochs); with <paramref name="checkpointDirectory"/> training writes a
     /// checkpoint there after each epoch (AdaMerging: every 25 steps) and continues from one it finds.
     /// </summary>
-    /// <remarks><c>negation</c> forgets the first task (the target) while keeping the others (the controls); see <see cref="TaskNegationTrainer"/>.</remarks>
+    /// <remarks>
+    /// <c>negation</c> forgets the first task (the target) while keeping the others (the controls); see <see cref="TaskNegationTrainer"/>.
+    /// <c>wudi</c> reads no data: it merges the engine's task vectors tensor by tensor with <see cref="WudiMerging"/>'s defaults
+    /// (300 Adam steps per 2-D weight, or 25 × <paramref name="epochs"/>) and reports progress per tensor.
+    /// </remarks>
     /// <exception cref="ArgumentException">Unknown method; the message lists the known ones.</exception>
     public static TrainedComposition Train(string method, CompositionEngine engine, IReadOnlyList<CompositionTask> tasks,
         long seed = 0, int? epochs = null, int? batchSize = null, IProgress<CompositionProgress>? progress = null, CancellationToken cancellationToken = default,
@@ -78,6 +88,7 @@ public static class CompositionTrainers
             json["best_epoch"] = model.BestEpoch;
             return new TrainedComposition.SampleSpecific(model, json);
         }
+        if (method == WudiName) return TrainWudi(engine, seed, epochs, progress, cancellationToken);
         if (method is "adamerging-task" or "adamerging-layer")
         {
             var options = new AdaMergingOptions
@@ -93,5 +104,36 @@ public static class CompositionTrainers
             return new TrainedComposition.TaskLevel(method, z, new JsonObject { ["seed"] = seed, ["steps"] = options.Steps });
         }
         throw new ArgumentException($"Unknown composition method '{method}'; known: {string.Join(", ", Names)}.", nameof(method));
+    }
+
+    private static TrainedComposition TrainWudi(CompositionEngine engine, long seed, int? epochs, IProgress<CompositionProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        var wudi = epochs is int e ? new WudiMerging(steps: 25 * e) : new WudiMerging();
+        var taskVectors = engine.TaskVectors;
+        using var zero = zeros(engine.TaskCount, engine.BlockCount);
+        var theta0 = engine.Compose(zero);
+        var merged = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            int done = 0;
+            foreach (var name in taskVectors.TensorNames)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var tau = wudi.MergeTensor(name, taskVectors);
+                merged[name] = theta0[name] + tau;
+                progress?.Report(new CompositionProgress(1, ++done, taskVectors.TensorNames.Count, double.NaN, null));
+            }
+            // WUDI draws nothing at random; the seed is recorded with the other options for the record.
+            return new TrainedComposition.Merged(WudiName, engine, merged, new JsonObject
+            {
+                ["seed"] = seed, ["learning_rate"] = wudi.LearningRate, ["steps"] = wudi.Steps,
+            });
+        }
+        finally
+        {
+            foreach (var t in theta0.Values) t.Dispose();
+            foreach (var t in merged.Values) t.Dispose();
+        }
     }
 }

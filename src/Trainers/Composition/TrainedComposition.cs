@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.TaskVectors.Composition;
+using Microsoft.ML.TaskVectors.Models;
 using Microsoft.ML.TaskVectors.Trainers.Variational;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -19,7 +20,15 @@ public abstract class TrainedComposition : IDisposable
     public abstract bool IsSampleSpecific { get; }
 
     /// <summary>Coefficients for a batch of pixels: [N, M] or [B, N, M]; gates [B, N, M] for gated methods, else null.</summary>
+    /// <exception cref="NotSupportedException">The method merges weights directly (WUDI) and has no coefficients.</exception>
     public abstract (Tensor Coefficients, Tensor? Gates) For(CompositionEngine engine, Tensor pixels);
+
+    /// <summary>The composed vision tower's output for a batch of pixels, with the gates of <see cref="For"/>.</summary>
+    public virtual (ClipVisionOutput Output, Tensor? Gates) Encode(CompositionEngine engine, Tensor pixels)
+    {
+        var (z, gates) = For(engine, pixels);
+        return (engine.Forward(pixels, z), gates);
+    }
 
     /// <summary>The learned tensors by name.</summary>
     public abstract IReadOnlyDictionary<string, Tensor> StateTensors();
@@ -43,6 +52,17 @@ public abstract class TrainedComposition : IDisposable
             network.to(engine.Device).eval();
             gate?.to(engine.Device).eval();
             return new SampleSpecific(new SampleSpecificComposition(variant, network, gate, [], [], 0), state.Options);
+        }
+        if (state.Method == CompositionTrainers.WudiName)
+        {
+            var merged = state.Tensors.Where(kv => kv.Key.StartsWith(Merged.Prefix, StringComparison.Ordinal))
+                .ToDictionary(kv => kv.Key[Merged.Prefix.Length..], kv => kv.Value, StringComparer.Ordinal);
+            var unknown = merged.Keys.Except(engine.ComposedTensorNames).ToArray();
+            if (merged.Count == 0 || unknown.Length > 0)
+                throw new InvalidDataException(merged.Count == 0
+                    ? "The wudi state holds no merged weights ('weights.*' tensors)."
+                    : $"The wudi state's weights {string.Join(", ", unknown)} are not tensors the engine composes (same model and task vectors?).");
+            return new Merged(state.Method, engine, merged, state.Options);
         }
         if (!CompositionTrainers.Names.Contains(state.Method))
             throw new InvalidDataException($"Unknown composition method '{state.Method}' in the state; known: {string.Join(", ", CompositionTrainers.Names)}.");
@@ -89,6 +109,52 @@ public abstract class TrainedComposition : IDisposable
         {
             _z.Dispose();
             _gates?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Merged weights θ0 + τm for the composed tensors (WUDI), θ0 for the rest: one model for every sample, scored
+    /// with a plain forward.
+    /// </summary>
+    internal sealed class Merged : TrainedComposition
+    {
+        public const string Prefix = "weights.";
+        private readonly string _method;
+        private readonly Dictionary<string, Tensor> _merged;
+        private readonly Dictionary<string, Tensor> _all;
+
+        public Merged(string method, CompositionEngine engine, IReadOnlyDictionary<string, Tensor> merged, JsonObject options)
+        {
+            _method = method;
+            Options = options;
+            _merged = merged.ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(float32).cpu().clone().DetachFromDisposeScope(), StringComparer.Ordinal);
+            // θ0 for every tensor (coefficients 0), the merged tensors in place of the composed ones.
+            using var zero = zeros(engine.TaskCount, engine.BlockCount);
+            _all = engine.Compose(zero);
+            foreach (var (name, w) in _merged)
+            {
+                _all[name].Dispose();
+                _all[name] = w.to(engine.Device).DetachFromDisposeScope();
+            }
+        }
+
+        public override string Method => _method;
+        public override bool IsSampleSpecific => false;
+        public override JsonObject Options { get; }
+
+        public override (Tensor, Tensor?) For(CompositionEngine engine, Tensor pixels) =>
+            throw new NotSupportedException($"{_method} merges the weights directly: it has no composition coefficients to report.");
+
+        public override (ClipVisionOutput, Tensor?) Encode(CompositionEngine engine, Tensor pixels) =>
+            (ClipVisionTransformer.Encode(engine.Config, pixels.to(engine.Device), new PlainClipWeights(_all)), null);
+
+        public override IReadOnlyDictionary<string, Tensor> StateTensors() =>
+            _merged.ToDictionary(kv => Prefix + kv.Key, kv => kv.Value, StringComparer.Ordinal);
+
+        public override void Dispose()
+        {
+            foreach (var t in _merged.Values) t.Dispose();
+            foreach (var t in _all.Values) t.Dispose();
         }
     }
 

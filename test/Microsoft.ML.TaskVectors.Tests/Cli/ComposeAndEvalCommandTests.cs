@@ -33,6 +33,23 @@ public class ComposeAndEvalCommandTests
     [OneTimeTearDown]
     public void TearDown() => _dir.Dispose();
 
+    [Test]
+    public void WudiComposesWithoutDataAndEvaluatesButHasNoCoefficientsToDump()
+    {
+        var state = _dir.File("state-wudi");
+        var (code, _, error) = CliRunner.Run(["compose", "--method", "wudi", "--model", _model, "--task-vectors", _taus[0], _taus[1],
+            "--task", _tasks[0], _tasks[1], "--epochs", "1", "--out", state]);
+        Assert.That(code, Is.EqualTo(0), error);
+        (code, _, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[0], _tasks[1], "--json", _dir.File("wudi.json"));
+        Assert.That(code, Is.EqualTo(0), error);
+        var json = JsonNode.Parse(File.ReadAllText(_dir.File("wudi.json")))!.AsObject();
+        Assert.That(json["gated_ratio"], Is.Null);
+        Assert.That(json["mean_accuracy"]!.GetValue<double>(), Is.InRange(0.0, 1.0));
+        (code, _, error) = CliRunner.Run("eval", "--state", state, "--task", _tasks[0], _tasks[1], "--coefficients", _dir.File("wudi.coefficients.safetensors"));
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(error, Does.Contain("no composition coefficients").And.Not.Contain("   at "));
+    }
+
     [TestCase("atlas", false)]
     [TestCase("vtvc", true)]
     [TestCase("atlas-gated", true)]

@@ -173,6 +173,19 @@ public class CompositionEngineTests
         }
     }
 
+    [TestCase(BlockGranularity.PerTensor, 1)]
+    [TestCase(BlockGranularity.RandomPartitions, 3)] // each task's rows summed back over its parts
+    public void TheTaskVectorViewGivesBackTheTaskVectors(BlockGranularity granularity, int parts)
+    {
+        using var scope = NewDisposeScope();
+        using var f = new Fixture(granularity, parts);
+        var view = f.Engine.TaskVectors;
+        Assert.That(view.TensorNames, Is.EquivalentTo(f.TaskVectors[0].Keys));
+        foreach (var name in view.TensorNames)
+            for (int t = 0; t < Tasks; t++)
+                AssertClose(view.Get(t, name), f.TaskVectors[t][name], 1e-7);
+    }
+
     [Test]
     public void WrongCoefficientShapesAreRefusedWithTheExpectedShape()
     {
