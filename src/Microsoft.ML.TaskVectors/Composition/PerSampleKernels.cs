@@ -11,10 +11,11 @@ namespace Microsoft.ML.TaskVectors.Composition;
 /// The per-sample linear layer y_b = x_b·W_bᵀ, W_b = Σr mixing[b,r]·stack[r], and its backward, as fused CPU
 /// kernels: each sample's weights are formed a small block at a time (rows × columns of W, for four samples
 /// at once so every stack block is read once per four samples) straight into the buffer the matrix kernel
-/// reads from, so per-sample weights never leave the L2 cache and no per-tile library call is paid. Tokens
-/// are the vector dimension (padded to whole kernel widths); one register kernel c[i][·] (+)= Σq a(i, q)·b[q][·],
-/// 6 × 64 with AVX-512 or 3 × 56 with AVX2, serves all three products through its strides. Threads split W's
-/// rows (forward) or columns (backward), so results do not depend on timing: a run repeats bit for bit.
+/// reads from, so per-sample weights never leave the L2 cache and no per-tile library call is paid. One register
+/// kernel c[i][·] (+)= Σq a(i, q)·b[q][·], 6 × 64 with AVX-512 or 3 × 56 with AVX2, serves all three products
+/// through its strides: forward runs along tokens (padded to whole kernel widths), backward along W's columns.
+/// Threads (torch's thread count) split W's rows (forward) or columns (backward), and their shares of ∂mixing
+/// are added in thread order, so with the same thread count a run repeats bit for bit.
 /// </summary>
 internal static unsafe class PerSampleKernels
 {
@@ -44,16 +45,16 @@ internal static unsafe class PerSampleKernels
     private static long SampleGroup(long bytesPerSample, in Layer l) =>
         Math.Min(l.Batch, Math.Max(Samples, l.GroupBytes / Math.Max(1, bytesPerSample) / Samples * Samples));
 
-    private static int Threads => Math.Max(1, Environment.ProcessorCount);
+    private static int ThreadCount() => Math.Clamp(get_num_threads(), 1, Environment.ProcessorCount);
 
     /// <summary>
     /// Column chunks of W: about equal, a multiple of the thread count in number, each a whole number of kernel
     /// widths and of 24 (backward's kernel runs along them in steps of <see cref="LanesOf"/>).
     /// </summary>
-    private static (long Width, long Count) ColumnChunks(long inFeatures, bool wide)
+    private static (long Width, long Count) ColumnChunks(long inFeatures, bool wide, int threads)
     {
         long unit = wide ? 192 : 168; // lcm(24, lanes)
-        long count = Threads * Math.Max(1, (inFeatures + Threads * BlockColumns - 1) / (Threads * BlockColumns));
+        long count = threads * Math.Max(1, (inFeatures + threads * BlockColumns - 1) / (threads * BlockColumns));
         long width = Math.Min(RoundUp((inFeatures + count - 1) / count, unit), RoundUp(inFeatures, unit));
         return (width, (inFeatures + width - 1) / width);
     }
@@ -92,6 +93,7 @@ internal static unsafe class PerSampleKernels
     public static Tensor Forward(Tensor x, Tensor mixing, Tensor stack, long outFeatures, long inFeatures, bool? wide = null, long groupBytes = GroupBytes)
     {
         bool w = wide ?? WideByDefault;
+        int threads = ThreadCount();
         long batch = x.shape[0], tokens = x.shape[1], tp = PaddedTokens(tokens, w);
         using var scope = NewDisposeScope();
         var xT = zeros(batch, inFeatures, tp);
@@ -102,11 +104,11 @@ internal static unsafe class PerSampleKernels
         {
             Stack = FloatKernels.Pointer(stack), Mixing = FloatKernels.Pointer(m), XT = FloatKernels.Pointer(xT), YT = FloatKernels.Pointer(yT),
             R = (int)stack.shape[0], Batch = batch, Tokens = tokens, Tp = tp, Out = outFeatures, In = inFeatures,
-            OutPadded = yT.shape[1], Width = ColumnChunks(inFeatures, w).Width, Wide = w, GroupBytes = groupBytes,
+            OutPadded = yT.shape[1], Width = ColumnChunks(inFeatures, w, threads).Width, Wide = w, GroupBytes = groupBytes,
         };
         long blocks = (outFeatures + BlockRows - 1) / BlockRows;
-        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads },
-            thread => ForwardRows(layer, blocks * thread / Threads, blocks * (thread + 1) / Threads));
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            thread => ForwardRows(layer, blocks * thread / threads, blocks * (thread + 1) / threads));
         return yT.narrow(1, 0, outFeatures).narrow(2, 0, tokens).transpose(1, 2).contiguous().MoveToOuterDisposeScope();
     }
 
@@ -159,11 +161,11 @@ internal static unsafe class PerSampleKernels
         bool? wide = null, long groupBytes = GroupBytes)
     {
         bool w = wide ?? WideByDefault;
-        int rowsOf = RowsOf(w);
+        int rowsOf = RowsOf(w), threads = ThreadCount();
         long batch = x.shape[0], tokens = x.shape[1];
         int r = (int)stack.shape[0];
         using var scope = NewDisposeScope();
-        var (width, chunks) = ColumnChunks(inFeatures, w);
+        var (width, chunks) = ColumnChunks(inFeatures, w, threads);
         long tokenRows = RoundUp(tokens, rowsOf), outPadded = RoundUp(outFeatures, rowsOf), inPadded = chunks * width;
         var gy = Padded(gradOutput, tokenRows, outPadded);
         var xs = Padded(x, tokens, inPadded);
@@ -175,9 +177,9 @@ internal static unsafe class PerSampleKernels
             GradX = FloatKernels.Pointer(gradX), R = r, Batch = batch, Tokens = tokens, TokenRows = tokenRows, Out = outFeatures, In = inFeatures,
             OutPadded = outPadded, InPadded = inPadded, XStride = xs.shape[2], Width = width, Wide = w, GroupBytes = groupBytes,
         };
-        var partials = new double[Threads][];
-        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads },
-            thread => partials[thread] = BackwardColumns(layer, chunks * thread / Threads, chunks * (thread + 1) / Threads));
+        var partials = new double[threads][];
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            thread => partials[thread] = BackwardColumns(layer, chunks * thread / threads, chunks * (thread + 1) / threads));
         var gradMixing = new float[batch * r];
         for (int i = 0; i < gradMixing.Length; i++)
         {

@@ -53,6 +53,29 @@ public class PerSampleKernelsTests
     }
 
     [Test]
+    public void OneThreadGivesTheSameResultWithinRounding()
+    {
+        Assume.That(PerSampleKernels.IsSupported, "the CPU has no AVX2/FMA");
+        using var scope = NewDisposeScope();
+        var gen = new Generator(8);
+        var (x, mixing, stack, gy) = (randn(5, 9, 800, generator: gen), randn(5, 4, generator: gen), randn(4, 70 * 800, generator: gen), randn(5, 9, 70, generator: gen));
+        var expected = Reference(x, mixing, stack, gy, 70, 800);
+        int before = get_num_threads();
+        try
+        {
+            set_num_threads(1);
+            AssertClose(PerSampleKernels.Forward(x, mixing, stack, 70, 800), expected.Y, 1e-3);
+            var (gradX, gradMixing) = PerSampleKernels.Backward(x, mixing, stack, gy, 70, 800);
+            AssertClose(gradX, expected.GradX, 1e-3);
+            AssertClose(gradMixing, expected.GradMixing, 1e-2);
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
+    [Test]
     public void RepeatedRunsAreBitForBitIdentical()
     {
         Assume.That(PerSampleKernels.IsSupported, "the CPU has no AVX2/FMA");
