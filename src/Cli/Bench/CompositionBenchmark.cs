@@ -12,7 +12,7 @@ namespace Microsoft.ML.TaskVectors.Cli.Bench;
 /// The composition engine against a plain forward of the same vision tower, in one process, side by
 /// side: task-level composed forward, per-sample composed forward with each strategy (materialize in the fused
 /// CPU kernels and in tiles of library products, and branch), and a training step (forward and backward to
-/// per-sample coefficients). Random weights and task vectors.
+/// per-sample coefficients) next to the same backward through the plain tower. Random weights and task vectors.
 /// </summary>
 internal static class CompositionBenchmark
 {
@@ -27,6 +27,8 @@ internal static class CompositionBenchmark
         log.WriteLine($"{architecture}: {vision.Layers} layers, width {vision.Width}, {vision.Tokens} tokens; N = {tasks}; device {device}");
         using var model = ClipModel.CreateRandom(config, seed: 0, withText: false);
         model.To(device);
+        // Frozen, as θ0 is in the engine: the plain training step then differentiates to its input only.
+        foreach (var p in model.Vision.parameters()) p.requires_grad_(false);
         var shapes = model.Vision.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
         var build = Stopwatch.StartNew();
         using var engine = CompositionEngine.Create(model, new RandomTaskVectorSet(shapes, tasks, seed: 1), options: new CompositionEngineOptions
@@ -60,6 +62,15 @@ internal static class CompositionBenchmark
                     finally { engine.Options.FusedCpuKernels = true; }
                 }),
                 ("per-sample forward, branch", () => { using var _ = no_grad(); using var o = engine.Forward(pixels, z, PerSampleStrategy.Branch); }),
+                // The same backward through the plain tower (to the pixels; no weight gradients): what the composed step adds to.
+                ("plain training step", () =>
+                {
+                    using var s = NewDisposeScope();
+                    var p = pixels.detach().requires_grad_();
+                    var o = model.Vision.Encode(p, model.Vision.OwnWeights());
+                    o.ImageEmbeds.square().mean().backward();
+                    _ = p.grad!.sum().item<float>();
+                }),
                 ("per-sample training step", () =>
                 {
                     using var s = NewDisposeScope();
