@@ -96,9 +96,10 @@ internal static unsafe class PerSampleKernels
         int threads = ThreadCount();
         long batch = x.shape[0], tokens = x.shape[1], tp = PaddedTokens(tokens, w);
         using var scope = NewDisposeScope();
-        var xT = zeros(batch, inFeatures, tp);
+        var xT = Workspace.Take(0, [batch, inFeatures, tp]);
         xT.narrow(2, 0, tokens).copy_(x.transpose(1, 2));
-        var yT = empty(batch, RoundUp(outFeatures, RowsOf(w)), tp);
+        xT.narrow(2, tokens, tp - tokens).zero_();
+        var yT = Workspace.Take(1, [batch, RoundUp(outFeatures, RowsOf(w)), tp]);
         var m = mixing.detach().contiguous();
         var layer = new Layer
         {
@@ -167,9 +168,11 @@ internal static unsafe class PerSampleKernels
         using var scope = NewDisposeScope();
         var (width, chunks) = ColumnChunks(inFeatures, w, threads);
         long tokenRows = RoundUp(tokens, rowsOf), outPadded = RoundUp(outFeatures, rowsOf), inPadded = chunks * width;
-        var gy = Padded(gradOutput, tokenRows, outPadded);
-        var xs = Padded(x, tokens, inPadded);
-        var gradX = zeros(batch, tokenRows, inPadded);
+        var gy = Padded(gradOutput, tokenRows, outPadded, slot: 2);
+        var xs = Padded(x, tokens, inPadded, slot: 3);
+        bool padded = tokenRows != tokens || inPadded != inFeatures;
+        // ∂x is accumulated into: zeroed; a workspace only when it is narrowed (copied) before it is returned.
+        var gradX = padded ? Workspace.Take(4, [batch, tokenRows, inPadded]).zero_() : zeros(batch, tokenRows, inPadded);
         var m = mixing.detach().contiguous();
         var layer = new Layer
         {
@@ -187,17 +190,43 @@ internal static unsafe class PerSampleKernels
             foreach (var partial in partials) total += partial[i];
             gradMixing[i] = (float)total;
         }
-        if (tokenRows != tokens || inPadded != inFeatures) gradX = gradX.narrow(1, 0, tokens).narrow(2, 0, inFeatures).contiguous();
+        if (padded) gradX = gradX.narrow(1, 0, tokens).narrow(2, 0, inFeatures).contiguous();
         return (gradX.MoveToOuterDisposeScope(), tensor(gradMixing, [batch, r]).MoveToOuterDisposeScope());
     }
 
-    /// <summary>t [B, T, F] as a contiguous float32 [B, rows, columns] with zeros beyond; t itself when it already is one.</summary>
-    private static Tensor Padded(Tensor t, long rows, long columns)
+    /// <summary>t [B, T, F] as a contiguous float32 [B, rows, columns] with zeros beyond (in a workspace); t itself when it already is one.</summary>
+    private static Tensor Padded(Tensor t, long rows, long columns, int slot)
     {
         if (t.shape[1] == rows && t.shape[2] == columns && t.is_contiguous() && t.dtype == ScalarType.Float32) return t;
-        var padded = zeros(t.shape[0], rows, columns);
+        var padded = Workspace.Take(slot, [t.shape[0], rows, columns]);
         padded.narrow(1, 0, t.shape[1]).narrow(2, 0, t.shape[2]).copy_(t);
+        padded.narrow(1, t.shape[1], rows - t.shape[1]).zero_();
+        padded.narrow(1, 0, t.shape[1]).narrow(2, t.shape[2], columns - t.shape[2]).zero_();
         return padded;
+    }
+
+    /// <summary>
+    /// Reused float32 CPU buffers for the kernels' packed operands, one per slot and thread. Operands of a large
+    /// batch exceed glibc's 32 MB limit for reusing freed memory, and fresh tensors would be mapped and page-faulted
+    /// at every layer; these grow to the largest size asked for and stay (about 5 × 50 MB at batch 64 on ViT-B/32).
+    /// </summary>
+    private static class Workspace
+    {
+        [ThreadStatic] private static Tensor?[]? s_buffers;
+
+        /// <summary>A contiguous [shape] view of slot's buffer; its contents are whatever the last use left.</summary>
+        public static Tensor Take(int slot, long[] shape)
+        {
+            var buffers = s_buffers ??= new Tensor?[5];
+            long numel = shape.Aggregate(1L, (a, b) => a * b);
+            if (buffers[slot] is not { } buffer || buffer.numel() < numel)
+            {
+                buffers[slot]?.Dispose();
+                buffer = empty(numel).DetachFromDisposeScope();
+                buffers[slot] = buffer;
+            }
+            return buffer.narrow(0, 0, numel).view(shape);
+        }
     }
 
     /// <summary>∂x columns of the column chunks [first, end) of W, and those chunks' share of ∂mixing [B·R] (returned).</summary>
