@@ -1,7 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.TaskVectors.Composition;
 using Microsoft.ML.TaskVectors.Merging;
-
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Trainers.Composition;
@@ -111,8 +110,6 @@ public static class CompositionTrainers
     {
         var wudi = epochs is int e ? new WudiMerging(steps: 25 * e) : new WudiMerging();
         var taskVectors = engine.TaskVectors;
-        using var zero = zeros(engine.TaskCount, engine.BlockCount);
-        var theta0 = engine.Compose(zero);
         var merged = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {
@@ -120,8 +117,7 @@ public static class CompositionTrainers
             foreach (var name in taskVectors.TensorNames)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using var tau = wudi.MergeTensor(name, taskVectors);
-                merged[name] = theta0[name] + tau;
+                merged[name] = wudi.MergeTensor(name, taskVectors);
                 progress?.Report(new CompositionProgress(1, ++done, taskVectors.TensorNames.Count, double.NaN, null));
             }
             // WUDI draws nothing at random; the seed is recorded with the other options for the record.
@@ -132,7 +128,6 @@ public static class CompositionTrainers
         }
         finally
         {
-            foreach (var t in theta0.Values) t.Dispose();
             foreach (var t in merged.Values) t.Dispose();
         }
     }

@@ -60,8 +60,8 @@ public abstract class TrainedComposition : IDisposable
             var unknown = merged.Keys.Except(engine.ComposedTensorNames).ToArray();
             if (merged.Count == 0 || unknown.Length > 0)
                 throw new InvalidDataException(merged.Count == 0
-                    ? "The wudi state holds no merged weights ('weights.*' tensors)."
-                    : $"The wudi state's weights {string.Join(", ", unknown)} are not tensors the engine composes (same model and task vectors?).");
+                    ? $"The wudi state holds no merged task vector ('{Merged.Prefix}*' tensors)."
+                    : $"The wudi state's tensors {string.Join(", ", unknown)} are not tensors the engine composes (same model and task vectors?).");
             return new Merged(state.Method, engine, merged, state.Options);
         }
         if (!CompositionTrainers.Names.Contains(state.Method))
@@ -113,29 +113,27 @@ public abstract class TrainedComposition : IDisposable
     }
 
     /// <summary>
-    /// Merged weights θ0 + τm for the composed tensors (WUDI), θ0 for the rest: one model for every sample, scored
-    /// with a plain forward.
+    /// One merged task vector τm over the composed tensors (WUDI): the model θ0 + τm for every sample, scored with a
+    /// plain forward.
     /// </summary>
     internal sealed class Merged : TrainedComposition
     {
-        public const string Prefix = "weights.";
+        public const string Prefix = "task_vector.";
         private readonly string _method;
         private readonly Dictionary<string, Tensor> _merged;
         private readonly Dictionary<string, Tensor> _all;
 
-        public Merged(string method, CompositionEngine engine, IReadOnlyDictionary<string, Tensor> merged, JsonObject options)
+        public Merged(string method, CompositionEngine engine, IReadOnlyDictionary<string, Tensor> mergedTaskVector, JsonObject options)
         {
             _method = method;
             Options = options;
-            _merged = merged.ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(float32).cpu().clone().DetachFromDisposeScope(), StringComparer.Ordinal);
-            // θ0 for every tensor (coefficients 0), the merged tensors in place of the composed ones.
+            _merged = mergedTaskVector.ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(float32).cpu().clone().DetachFromDisposeScope(), StringComparer.Ordinal);
+            // θ0 for every tensor (coefficients 0), plus τm where it is defined.
             using var zero = zeros(engine.TaskCount, engine.BlockCount);
             _all = engine.Compose(zero);
-            foreach (var (name, w) in _merged)
-            {
-                _all[name].Dispose();
-                _all[name] = w.to(engine.Device).DetachFromDisposeScope();
-            }
+            foreach (var (name, tau) in _merged)
+                using (var onDevice = tau.to(engine.Device))
+                    _all[name].add_(onDevice.view(_all[name].shape));
         }
 
         public override string Method => _method;
