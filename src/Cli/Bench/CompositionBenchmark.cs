@@ -36,7 +36,7 @@ internal static class CompositionBenchmark
             Device = device, Strategy = PerSampleStrategy.Materialize, TileBytes = tileBytes,
         }, cancellationToken: cancellationToken);
         // Materialize runs in the fused kernels where they apply; the library's tiles are then timed too, for comparison.
-        bool fused = engine.Options.FusedCpuKernels && PerSampleKernels.IsSupported && device.type == TorchSharp.DeviceType.CPU;
+        bool fused = engine.UsesFusedKernels;
         log.WriteLine($"engine built in {build.Elapsed.TotalSeconds:F1} s ({engine.ComposedTensorNames.Count} composed tensors, M = {engine.BlockCount})");
 
         var results = new List<BatchResult>();

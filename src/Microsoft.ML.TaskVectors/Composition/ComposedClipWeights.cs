@@ -62,8 +62,7 @@ internal sealed class ComposedClipWeights : ClipWeights
             long tileRows = Math.Clamp(_engine.Options.TileBytes / (tokens.shape[0] * rowBytes),
                 Math.Min(_engine.Options.MinimumTileRows, outFeatures), outFeatures);
             long batchChunk = Math.Clamp(_engine.Options.TileBytes / (tileRows * rowBytes), 1, tokens.shape[0]);
-            bool fused = _engine.Options.FusedCpuKernels && PerSampleKernels.IsSupported
-                && tokens.device_type == TorchSharp.DeviceType.CPU && tokens.dtype == ScalarType.Float32;
+            bool fused = _engine.UsesFusedKernels && tokens.dtype == ScalarType.Float32;
             y = PerSampleLinear.Apply(tokens, mixing, new PerSampleLinear.Plan(outFeatures, inFeatures, tileRows, batchChunk, composed.Stack, fused));
         }
         else

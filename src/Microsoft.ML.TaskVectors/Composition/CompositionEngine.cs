@@ -61,6 +61,9 @@ public sealed class CompositionEngine : IDisposable
     /// </summary>
     public ITaskVectorSet TaskVectors => new EngineTaskVectorSet(this);
 
+    /// <summary>Whether per-sample layers run in <see cref="PerSampleKernels"/> (asked for, supported by the CPU, on the CPU).</summary>
+    internal bool UsesFusedKernels => Options.FusedCpuKernels && PerSampleKernels.IsSupported && Device.type == TorchSharp.DeviceType.CPU;
+
     /// <summary>Names of the tensors that are composed (the rest are θ0's).</summary>
     public IReadOnlyCollection<string> ComposedTensorNames => Composed.Keys;
 
