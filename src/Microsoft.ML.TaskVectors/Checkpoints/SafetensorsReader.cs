@@ -179,6 +179,20 @@ public sealed class SafetensorsReader : Checkpoint
         ReadExactly(_handle, destination, _dataStart + _offsets[name], Location);
     }
 
+    /// <summary>
+    /// Reads part of a tensor's raw bytes: <paramref name="destination"/>.Length bytes from
+    /// <paramref name="byteOffset"/> within the tensor.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not within the tensor's bytes.</exception>
+    public void ReadBytes(string name, long byteOffset, Span<byte> destination)
+    {
+        var info = GetInfo(name);
+        if (byteOffset < 0 || byteOffset + destination.Length > info.ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset),
+                $"{Location}: bytes [{byteOffset}, {byteOffset + destination.Length}) are not within tensor '{name}''s {info.ByteLength}.");
+        ReadExactly(_handle, destination, _dataStart + _offsets[name] + byteOffset, Location);
+    }
+
     /// <inheritdoc />
     protected override Tensor ReadCore(TensorInfo info)
     {

@@ -94,6 +94,9 @@ public sealed class DareMerging : MergeMethod
 
             public void Read(string tensorName, Action<TaskBatch> use) =>
                 source.Read(tensorName, batch => use(DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed)));
+
+            public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
+                source.ReadRanges(tensorName, ranges, (start, batch) => use(start, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed, start)));
         }
     }
 }

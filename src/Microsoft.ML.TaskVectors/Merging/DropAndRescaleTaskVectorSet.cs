@@ -77,8 +77,9 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
     /// <summary>
     /// Drops and rescales every task of <paramref name="batch"/> in place, τt = θt − θ0 formed in
     /// the same pass when it has a base, and returns the batch of dropped τt (the batch itself when p = 0).
+    /// The batch holds the tensor's entries from <paramref name="first"/> on (a range of it, for samples).
     /// </summary>
-    internal static unsafe TaskBatch Drop(TaskBatch batch, string tensorName, double p, long seed)
+    internal static unsafe TaskBatch Drop(TaskBatch batch, string tensorName, double p, long seed, long first = 0)
     {
         if (p == 0)
         {
@@ -87,7 +88,7 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
 
         for (int t = 0; t < batch.Count; t++)
         {
-            DropAndRescale(batch.Pointer(t), batch.BasePointer, batch.Length, StableHash.Seed(seed, tensorName, t), p);
+            DropAndRescale(batch.Pointer(t), batch.BasePointer, batch.Length, StableHash.Seed(seed, tensorName, t), p, first);
         }
 
         return batch.WithoutBase();
@@ -126,9 +127,10 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
 
     /// <summary>
     /// The same on raw memory: <paramref name="x"/>[i] becomes the dropped-and-rescaled value of
-    /// τ[i] = x[i] − <paramref name="baseValues"/>[i] (or of x[i] when there is no base).
+    /// τ[i] = x[i] − <paramref name="baseValues"/>[i] (or of x[i] when there is no base), entry i
+    /// being the tensor's entry <paramref name="first"/> + i.
     /// </summary>
-    internal static unsafe void DropAndRescale(float* x, float* baseValues, long n, ulong key, double p)
+    internal static unsafe void DropAndRescale(float* x, float* baseValues, long n, ulong key, double p, long first = 0)
     {
         if (n == 0)
         {
@@ -155,7 +157,9 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
 
         ulong threshold = DropThreshold(p);
         float scale = (float)(1.0 / (1.0 - p));
-        FloatKernels.ForRanges(n, FloatKernels.Pieces(n), (_, start, end) => DropRange((float*)data, (float*)@base, start, end, key, threshold, scale));
+        // DropRange indexes by the tensor's entry (the draw's position): shift the pointers back by `first`.
+        FloatKernels.ForRanges(n, FloatKernels.Pieces(n), (_, start, end) => DropRange(
+            (float*)data - first, @base == IntPtr.Zero ? null : (float*)@base - first, first + start, first + end, key, threshold, scale));
     }
 
     /// <summary>Entries [start, end): 8 at a time with 256-bit vectors where available, then one by one.</summary>

@@ -1,31 +1,49 @@
 using System.Buffers;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 
 namespace Microsoft.ML.TaskVectors.Merging;
 
 /// <summary>
-/// Exact "count-th largest magnitude" over a stream of tensors, without concatenating them: a
-/// two-level histogram over the IEEE-754 bit pattern of |x|. For non-negative floats the uint32
-/// bit pattern is monotonic in the value, so pass 1 counts the top 16 bits into 65,536 bins and
-/// finds the bin that holds the count-th largest entry, and pass 2 counts the low 16 bits of the
-/// entries inside that bin. The two bins give the exact threshold bits. Memory is two fixed
-/// histograms per stream, independent of the model size.
+/// Exact "count-th largest magnitude" of each task's τ over a stream of tensors, without holding or
+/// sorting them. For non-negative floats the uint32 bit pattern is monotonic in the value, so the
+/// search runs over |τ|'s bit patterns (τ's bits with the sign cleared, which orders NaN above ∞ as
+/// torch.abs followed by a sort would) in windows [Low, High): a pass counts the entries at or above
+/// High, and the entries inside the window are either histogrammed (65,536 bins) or collected.
+/// Either pins the answer down exactly or gives a narrower window for another pass.
 /// </summary>
 /// <remarks>
-/// The histograms are counted in C# straight from the tensors' float32 memory: |x|'s bits are x's
-/// bits with the sign bit cleared (what torch.abs gives, NaN included), so no temporary tensor is
-/// made; for a <see cref="TaskBatch"/> with a base, τ = θ − θ0 is formed in registers with
-/// the same float32 subtraction torch would do. The tasks of a batch are spread over the cores,
-/// or a single large tensor is split over them.
+/// <para>
+/// Without a guess the first window is every bit pattern, histogrammed at 2^15 patterns per bin, and
+/// the second pass counts inside the one bin that holds the answer: two passes. A sample of about
+/// 1/64 of the entries (blocks at seeded positions) gives a guess instead: a window that holds the
+/// answer with overwhelming probability and a few percent of the entries, which one pass collects
+/// and selects from in memory. A guess that misses costs passes, never exactness: the counts show
+/// which side the answer is on, and the search goes on from there.
+/// </para>
+/// <para>
+/// The passes run as C# kernels over the tensors' float32 memory (τ = θ − θ0 formed in registers
+/// with the same float32 subtraction torch does), vectorised, with the tasks spread over the cores
+/// or a single tensor split over them.
+/// </para>
 /// </remarks>
 internal static unsafe class MagnitudeThreshold
 {
-    /// <summary>Bins per level (16 bits).</summary>
-    internal const int Bins = 1 << 16;
+    /// <summary>Histogram bins of a window (16 bits).</summary>
+    internal const int BinBits = 16;
+
+    /// <summary>Tensors up to this many entries are ranked by sorting their magnitude bits rather than by passes.</summary>
+    internal const int SortLimit = 1 << 16;
+
+    /// <summary>Fewest entries for which a sample is taken first; below this the two histogram passes are cheap enough.</summary>
+    internal const long SampledFrom = 1 << 20;
 
     private const uint MagnitudeMask = 0x7FFF_FFFF;
+
+    /// <summary>One past the largest magnitude bit pattern.</summary>
+    private const uint End = 0x8000_0000;
 
     /// <summary>
     /// Keep count floor(k·d). Computed in decimal so that e.g. k = 0.29, d = 100 gives 29 rather
@@ -46,58 +64,40 @@ internal static unsafe class MagnitudeThreshold
         return (long)decimal.Floor((decimal)k * entries);
     }
 
-    /// <summary>Adds the histogram of the top 16 bits of |x| of <paramref name="values"/> to <paramref name="histogram"/>.</summary>
-    public static void AccumulateHigh(torch.Tensor values, long[] histogram)
+    /// <summary>The count-th largest magnitude of one in-memory tensor, or null when count is 0.</summary>
+    public static float? Find(torch.Tensor values, long count)
     {
         using var scope = torch.NewDisposeScope();
-        AccumulateHigh(new TaskTensorBatch([values]), [histogram]);
+        return Find(new TaskTensorBatch([values]), [count])[0];
     }
 
     /// <summary>
-    /// Adds the histogram of the low 16 bits of |x| to <paramref name="histogram"/>, counting only
-    /// the entries whose top 16 bits equal <paramref name="highBin"/>.
+    /// The exact magnitude of the <paramref name="count"/>-th largest |x| over the tensors produced
+    /// by <paramref name="readPass"/> (called once per pass, twice in all), or null when count is 0.
     /// </summary>
-    public static void AccumulateLow(torch.Tensor values, int highBin, long[] histogram)
-    {
-        using var scope = torch.NewDisposeScope();
-        AccumulateLow(new TaskTensorBatch([values]), [highBin], [histogram]);
-    }
-
-    /// <summary>
-    /// For each task t, adds the histogram of the top 16 bits of |τt| to <paramref name="histograms"/>[t]
-    /// (a null histogram skips that task).
-    /// </summary>
-    public static void AccumulateHigh(TaskBatch batch, IReadOnlyList<long[]?> histograms) =>
-        Accumulate(batch, histograms, null);
-
-    /// <summary>
-    /// For each task t, adds to <paramref name="histograms"/>[t] the histogram of the low 16 bits of
-    /// |τt| over the entries whose top 16 bits equal <paramref name="highBins"/>[t] (a null histogram
-    /// skips that task).
-    /// </summary>
-    public static void AccumulateLow(TaskBatch batch, IReadOnlyList<int> highBins, IReadOnlyList<long[]?> histograms) =>
-        Accumulate(batch, histograms, highBins);
-
-    /// <summary>Tensors up to this many entries are ranked by sorting their magnitude bits rather than by histograms.</summary>
-    internal const int SortLimit = 1 << 16;
+    public static float? Find(long count, Action<Action<torch.Tensor>> readPass) =>
+        Select(1, visit => readPass(tensor =>
+        {
+            using var scope = torch.NewDisposeScope();
+            visit(new TaskTensorBatch([tensor]));
+        }), [count], guesses: null, total: 0)[0];
 
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| of each task's tensor in the batch
-    /// (null where the count is 0). Small tensors sort their |τ| bit patterns (the order the
-    /// histograms use, so the result is the same); larger ones count both histogram passes for all
-    /// tasks together, in histograms borrowed from a pool.
+    /// (null where the count is 0). Small tensors sort their |τ| bit patterns (the order the passes
+    /// use, so the result is the same); large ones are sampled first and then take one pass.
     /// </summary>
     public static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts)
     {
         int n = batch.Count;
-        if (counts.Count != n || counts.Any(c => c > batch.Length))
+        if (counts.Count != n || counts.Any(c => c < 0 || c > batch.Length))
         {
             throw new ArgumentException($"One count per task is needed, none above the {batch.Length} entries.", nameof(counts));
         }
 
-        var thresholds = new float?[n];
         if (batch.Length <= SortLimit)
         {
+            var thresholds = new float?[n];
             var bits = ArrayPool<uint>.Shared.Rent((int)batch.Length);
             try
             {
@@ -105,7 +105,9 @@ internal static unsafe class MagnitudeThreshold
                 {
                     if (counts[t] > 0)
                     {
-                        thresholds[t] = BySorting(batch, t, counts[t], bits.AsSpan(0, (int)batch.Length));
+                        var span = bits.AsSpan(0, (int)batch.Length);
+                        Copy(batch.Pointer(t), batch.BasePointer, span);
+                        thresholds[t] = BySorting(span, counts[t]);
                     }
                 }
             }
@@ -117,76 +119,199 @@ internal static unsafe class MagnitudeThreshold
             return thresholds;
         }
 
-        var high = new long[]?[n];
-        var low = new long[]?[n];
-        try
+        Window[]? guesses = null;
+        if (batch.Length >= SampledFrom)
         {
-            for (int t = 0; t < n; t++)
+            var blocks = MagnitudeSample.Blocks(0, batch.Length, MagnitudeSample.InMemoryBlock, MagnitudeSample.InMemoryStride).ToArray();
+            using var sample = new MagnitudeSample(n, blocks.Sum(b => b.Length));
+            foreach (var (start, length) in blocks)
             {
-                high[t] = counts[t] > 0 ? Rent() : null;
+                sample.Add(batch.Slice(start, length));
             }
 
-            AccumulateHigh(batch, high);
-            var highBins = new int[n];
-            var ranks = new long[n];
-            for (int t = 0; t < n; t++)
-            {
-                if (high[t] is { } h)
-                {
-                    (highBins[t], ranks[t]) = Select(h, counts[t]);
-                    low[t] = Rent();
-                }
-            }
-
-            AccumulateLow(batch, highBins, low);
-            for (int t = 0; t < n; t++)
-            {
-                if (low[t] is { } l)
-                {
-                    thresholds[t] = FromBits(highBins[t], Select(l, ranks[t]).Bin);
-                }
-            }
-
-            return thresholds;
-        }
-        finally
-        {
-            foreach (var h in high.Concat(low))
-            {
-                if (h is not null)
-                {
-                    ArrayPool<long>.Shared.Return(h);
-                }
-            }
+            guesses = sample.Guess(counts, batch.Length);
         }
 
-        static long[] Rent()
+        return Select(n, visit => visit(batch), counts, guesses, batch.Length);
+    }
+
+    /// <summary>The search over an in-memory batch from the given first windows (collected), whether or not they hold the answers.</summary>
+    internal static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts, Window[] firstWindows) =>
+        Select(batch.Count, visit => visit(batch), counts, firstWindows, batch.Length);
+
+    /// <summary>
+    /// The exact <paramref name="counts"/>[t]-th largest |τt| over every tensor of
+    /// <paramref name="source"/> (null where the count is 0): a sample of about 1/64 of the entries
+    /// read as blocks, then usually one pass over the source. Reports progress over the passes and
+    /// honours cancellation between tensors.
+    /// </summary>
+    public static float?[] Find(ITaskBatchSource source, IReadOnlyList<long> counts, IProgress<double>? progress, CancellationToken cancellationToken)
+    {
+        int n = source.Count;
+        var names = source.TensorNames;
+        var lengths = names.Select(name => source.GetShape(name).Aggregate(1L, (a, b) => a * b)).ToArray();
+        long total = lengths.Sum();
+        if (counts.Count != n || counts.Any(c => c < 0 || c > total))
         {
-            var h = ArrayPool<long>.Shared.Rent(Bins);
-            Array.Clear(h, 0, Bins);
-            return h;
+            throw new ArgumentException($"One count per task is needed, none above the {total} entries.", nameof(counts));
+        }
+
+        Window[]? guesses = null;
+        if (total >= SampledFrom && counts.Any(c => c > 0))
+        {
+            // Block positions are taken over the tensors as one stream, then made relative to each tensor.
+            var blocks = new (long Start, long Length)[names.Count][];
+            long offset = 0;
+            for (int i = 0; i < names.Count; i++)
+            {
+                long first = offset;
+                blocks[i] = MagnitudeSample.Blocks(offset, lengths[i], MagnitudeSample.StreamBlock, MagnitudeSample.StreamStride)
+                    .Select(b => (b.Start - first, b.Length)).ToArray();
+                offset += lengths[i];
+            }
+
+            using var sample = new MagnitudeSample(n, blocks.Sum(b => b.Sum(r => r.Length)));
+            for (int i = 0; i < names.Count; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (blocks[i].Length > 0)
+                {
+                    source.ReadRanges(names[i], blocks[i], (_, batch) => sample.Add(batch));
+                }
+            }
+
+            guesses = sample.Guess(counts, total);
+        }
+
+        // Progress assumes the passes a good guess needs (one, or two without a guess) and never goes back.
+        int passes = 0, expected = guesses is null ? 2 : 1;
+        double reported = 0;
+        progress?.Report(0.0);
+        var thresholds = Select(n, visit =>
+        {
+            for (int i = 0; i < names.Count; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                source.Read(names[i], visit);
+                double fraction = (passes + (i + 1.0) / names.Count) / Math.Max(expected, passes + 1);
+                if (fraction > reported)
+                {
+                    progress?.Report(reported = fraction);
+                }
+            }
+
+            passes++;
+        }, counts, guesses, total);
+        progress?.Report(1.0);
+        return thresholds;
+    }
+
+    /// <summary>
+    /// The search: passes over the stream until every task's count-th largest |τ| is known exactly.
+    /// A first pass over guessed windows collects the entries inside them (up to 1/(8N) of the
+    /// <paramref name="total"/> entries per task, so at most half a float32 copy in all); later
+    /// passes histogram.
+    /// </summary>
+    private static float?[] Select(int n, Action<Action<TaskBatch>> pass, IReadOnlyList<long> counts, Window[]? guesses, long total)
+    {
+        long cap = Math.Max(1L << 20, total / (8L * n));
+        var result = new float?[n];
+        var windows = new Window?[n];
+        for (int t = 0; t < n; t++)
+        {
+            windows[t] = counts[t] > 0 ? guesses?[t] ?? Window.All : null;
+        }
+
+        bool collect = guesses is not null;
+        while (windows.Any(w => w is not null))
+        {
+            using var scan = new Pass(windows, collect, cap);
+            pass(scan.Add);
+            scan.Finish();
+            for (int t = 0; t < n; t++)
+            {
+                if (scan.Tallies[t] is not { } tally)
+                {
+                    continue;
+                }
+
+                var w = tally.Window;
+                long need = counts[t] - tally.Above;
+                if (need <= 0)
+                {
+                    windows[t] = Window.Between(w.High, End); // the answer is above the window
+                }
+                else if (need > tally.Inside)
+                {
+                    windows[t] = Window.Between(0, w.Low); // below it
+                }
+                else if (tally.Histogram is { } histogram)
+                {
+                    var (bin, _) = Walk(histogram.AsSpan(0, w.Bins), need); // pooled: longer than the window
+                    uint low = w.Low + ((uint)bin << w.Shift);
+                    if (w.Shift == 0)
+                    {
+                        result[t] = BitConverter.UInt32BitsToSingle(low);
+                        windows[t] = null;
+                    }
+                    else
+                    {
+                        windows[t] = Window.Between(low, Math.Min(w.High, low + (1u << w.Shift)));
+                    }
+                }
+                else if (!tally.Overflowed)
+                {
+                    result[t] = BitConverter.UInt32BitsToSingle(SelectCollected(tally, need));
+                    windows[t] = null;
+                }
+
+                // A collection that overflowed keeps its window, histogrammed next pass.
+            }
+
+            collect = false;
+        }
+
+        return result;
+    }
+
+    /// <summary>The need-th largest of a tally's collected bit patterns, in memory.</summary>
+    private static uint SelectCollected(Tally tally, long need)
+    {
+        var bits = tally.Collected.AsSpan(0, tally.CollectedCount);
+        if (bits.Length <= SortLimit)
+        {
+            return BitConverter.SingleToUInt32Bits(BySorting(bits, need));
+        }
+
+        fixed (uint* p = bits)
+        {
+            var batch = new TaskBatch([(IntPtr)p], null, bits.Length);
+            return BitConverter.SingleToUInt32Bits(Select(1, visit => visit(batch), [need], guesses: null, bits.Length)[0]!.Value);
         }
     }
 
-    /// <summary>The count-th largest |τt| of a small tensor: its |τ| bit patterns sorted (count ≥ 1).</summary>
-    private static float BySorting(TaskBatch batch, int task, long count, Span<uint> bits)
+    /// <summary>The count-th largest of magnitude bit patterns (count ≥ 1), sorting them in place.</summary>
+    private static float BySorting(Span<uint> bits, long count)
     {
-        var x = batch.Pointer(task);
-        var b = batch.BasePointer;
-        for (int i = 0; i < bits.Length; i++)
-        {
-            bits[i] = Bits(x, b, i) & MagnitudeMask;
-        }
-
         bits.Sort();
         return BitConverter.UInt32BitsToSingle(bits[bits.Length - (int)count]);
+    }
+
+    /// <summary>|τ| bit patterns of <paramref name="destination"/>.Length entries (τ = x − b, or x when b is null).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Copy(float* x, float* b, Span<uint> destination)
+    {
+        for (int i = 0; i < destination.Length; i++)
+        {
+            destination[i] = Bits(x, b, i) & MagnitudeMask;
+        }
     }
 
     /// <summary>
     /// Walks <paramref name="histogram"/> from the largest bin down and returns the bin holding the
     /// <paramref name="rank"/>-th largest entry (1-based) and that entry's rank inside the bin.
     /// </summary>
-    public static (int Bin, long RankInBin) Select(long[] histogram, long rank)
+    internal static (int Bin, long RankInBin) Walk(ReadOnlySpan<long> histogram, long rank)
     {
         long above = 0;
         for (int bin = histogram.Length - 1; bin >= 0; bin--)
@@ -202,218 +327,370 @@ internal static unsafe class MagnitudeThreshold
         throw new InvalidOperationException($"Rank {rank} exceeds the {above} counted entries.");
     }
 
-    /// <summary>The float whose bit pattern is <c>(high &lt;&lt; 16) | low</c>.</summary>
-    public static float FromBits(int high, int low) => BitConverter.Int32BitsToSingle((high << 16) | low);
-
     /// <summary>
-    /// The exact magnitude of the <paramref name="count"/>-th largest |x| over the tensors produced
-    /// by <paramref name="readPass"/> (called twice, once per pass), or null when count is 0 (keep
-    /// nothing).
+    /// A range [Low, High) of magnitude bit patterns, histogrammed at 2^Shift patterns per bin so
+    /// that it fits in 2^<see cref="BinBits"/> bins.
     /// </summary>
-    public static float? Find(long count, Action<Action<torch.Tensor>> readPass)
+    internal readonly record struct Window(uint Low, uint High)
     {
-        if (count <= 0)
-        {
-            return null;
-        }
+        /// <summary>Every magnitude.</summary>
+        public static Window All => new(0, End);
 
-        var high = new long[Bins];
-        readPass(t => AccumulateHigh(t, high));
-        var (highBin, rankInBin) = Select(high, count);
-        var low = new long[Bins];
-        readPass(t => AccumulateLow(t, highBin, low));
-        var (lowBin, _) = Select(low, rankInBin);
-        return FromBits(highBin, lowBin);
+        /// <summary>The window [low, high), which must not be empty.</summary>
+        public static Window Between(uint low, uint high) =>
+            high > low ? new(low, high) : throw new InvalidOperationException("The task vectors changed between the passes of the magnitude search.");
+
+        /// <summary>Bit patterns per histogram bin, as a power of two.</summary>
+        public int Shift => Math.Max(0, BitOperations.Log2(High - Low - 1) + 1 - BinBits);
+
+        /// <summary>Histogram bins the window needs.</summary>
+        public int Bins => (int)((High - Low - 1) >> Shift) + 1;
     }
 
-    /// <summary>The count-th largest magnitude of one in-memory tensor, or null when count is 0.</summary>
-    public static float? Find(torch.Tensor values, long count) => Find(count, visit => visit(values));
-
-    /// <summary>
-    /// Counts high bins (<paramref name="highBins"/> null) or low bins of each task into its
-    /// histogram: whole tensors per core when there are at least as many tasks as cores, else each
-    /// tensor split over the cores into private histograms that are then added up.
-    /// </summary>
-    private static void Accumulate(TaskBatch batch, IReadOnlyList<long[]?> histograms, IReadOnlyList<int>? highBins)
+    /// <summary>One task's counts in one pass over its window.</summary>
+    private sealed class Tally : IDisposable
     {
-        int n = batch.Count;
-        if (histograms.Count != n || (highBins is not null && highBins.Count != n))
-        {
-            throw new ArgumentException("One histogram (and high bin) is needed per task.");
-        }
+        /// <summary>Collections stop (and the window is histogrammed instead) beyond this many entries.</summary>
+        private readonly long _cap;
 
-        if (histograms.Any(h => h is not null && h.Length != Bins))
+        public Tally(Window window, bool collect, long cap)
         {
-            throw new ArgumentException($"A histogram must have {Bins} bins.", nameof(histograms));
-        }
-
-        long length = batch.Length;
-        void One(int t, long start, long end, long[] histogram)
-        {
-            var x = batch.Pointer(t) + start;
-            var b = batch.BasePointer is null ? null : batch.BasePointer + start;
-            if (highBins is null)
+            Window = window;
+            _cap = cap;
+            if (collect)
             {
-                CountHigh(x, b, end - start, histogram);
+                Collected = ArrayPool<uint>.Shared.Rent(1 << 12);
             }
             else
             {
-                CountLow(x, b, end - start, highBins[t], histogram);
+                Histogram = ArrayPool<long>.Shared.Rent(window.Bins);
+                Array.Clear(Histogram, 0, window.Bins);
             }
         }
 
-        int cores = Environment.ProcessorCount;
-        int active = histograms.Count(h => h is not null);
-        if (active >= cores && length * active >= FloatKernels.MinParallelElements)
+        public Window Window { get; }
+
+        public long Above { get; set; }
+
+        public long Inside { get; set; }
+
+        public long[]? Histogram { get; }
+
+        public uint[]? Collected { get; private set; }
+
+        public int CollectedCount { get; private set; }
+
+        public bool Overflowed { get; private set; }
+
+        public void Collect(uint bits)
         {
-            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = cores }, t =>
+            if (Collected is not { } collected)
             {
-                if (histograms[t] is { } h)
+                return;
+            }
+
+            if (CollectedCount == collected.Length)
+            {
+                if (collected.Length >= _cap)
                 {
-                    One(t, 0, length, h);
+                    Overflowed = true;
+                    ArrayPool<uint>.Shared.Return(collected);
+                    Collected = null;
+                    return;
                 }
-            });
-            return;
+
+                var grown = ArrayPool<uint>.Shared.Rent((int)Math.Min(_cap, 2L * collected.Length));
+                collected.AsSpan(0, CollectedCount).CopyTo(grown);
+                ArrayPool<uint>.Shared.Return(collected);
+                Collected = collected = grown;
+            }
+
+            collected[CollectedCount++] = bits;
         }
 
-        int pieces = FloatKernels.Pieces(length);
-        for (int t = 0; t < n; t++)
+        /// <summary>Adds another piece's tally of the same window.</summary>
+        public void Add(Tally other)
         {
-            if (histograms[t] is not { } histogram)
+            Above += other.Above;
+            Inside += other.Inside;
+            if (Histogram is { } histogram)
             {
-                continue;
-            }
-
-            if (pieces <= 1)
-            {
-                One(t, 0, length, histogram);
-                continue;
-            }
-
-            var partial = new long[pieces][];
-            try
-            {
-                FloatKernels.ForRanges(length, pieces, (piece, start, end) =>
+                for (int bin = 0; bin < Window.Bins; bin++)
                 {
-                    var h = ArrayPool<long>.Shared.Rent(Bins);
-                    Array.Clear(h, 0, Bins);
-                    partial[piece] = h;
-                    One(t, start, end, h);
-                });
-                foreach (var h in partial)
-                {
-                    if (h is null)
-                    {
-                        continue;
-                    }
-
-                    for (int bin = 0; bin < Bins; bin++)
-                    {
-                        histogram[bin] += h[bin];
-                    }
+                    histogram[bin] += other.Histogram![bin];
                 }
             }
-            finally
+            else if (other.Overflowed)
             {
-                foreach (var h in partial)
+                Overflow();
+            }
+            else
+            {
+                for (int i = 0; i < other.CollectedCount && !Overflowed; i++)
                 {
-                    if (h is not null)
-                    {
-                        ArrayPool<long>.Shared.Return(h);
-                    }
+                    Collect(other.Collected![i]);
                 }
+            }
+        }
+
+        private void Overflow()
+        {
+            if (Collected is { } collected)
+            {
+                ArrayPool<uint>.Shared.Return(collected);
+            }
+
+            Collected = null;
+            Overflowed = true;
+        }
+
+        public void Dispose()
+        {
+            if (Histogram is not null)
+            {
+                ArrayPool<long>.Shared.Return(Histogram);
+            }
+
+            if (Collected is not null)
+            {
+                ArrayPool<uint>.Shared.Return(Collected);
+                Collected = null;
             }
         }
     }
 
     /// <summary>
-    /// histogram[|τ| bits &gt;&gt; 16]++ for the <paramref name="n"/> entries τ = x − b (τ = x when
-    /// <paramref name="b"/> is null).
+    /// One pass: a tally per task still searching, fed batch by batch. Tasks are spread over the
+    /// cores when there are at least as many as cores; otherwise each tensor is split over them,
+    /// into a tally per piece that <see cref="Finish"/> adds up.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CountHigh(float* x, float* b, long n, long[] histogram)
+    private sealed class Pass : IDisposable
     {
-        fixed (long* h = histogram)
+        private readonly int _cores = Environment.ProcessorCount;
+        private readonly int _active;
+        private readonly Tally?[][] _pieces; // [task][piece]; piece 0 is Tallies[task]
+        private readonly Window?[] _windows;
+        private readonly bool _collect;
+        private readonly long _cap;
+
+        public Pass(Window?[] windows, bool collect, long cap)
         {
-            long i = 0;
-            if (b is null)
+            _windows = windows;
+            _collect = collect;
+            _cap = cap;
+            _active = windows.Count(w => w is not null);
+            _pieces = new Tally?[windows.Length][];
+            Tallies = new Tally?[windows.Length];
+        }
+
+        public Tally?[] Tallies { get; }
+
+        public void Add(TaskBatch batch)
+        {
+            if (batch.Count != _windows.Length)
             {
-                var bits = (uint*)x;
-                for (; i + 4 <= n; i += 4)
+                throw new ArgumentException($"The batch has {batch.Count} tasks; the search has {_windows.Length}.", nameof(batch));
+            }
+
+            long length = batch.Length;
+            if (_active >= _cores && length * _active >= FloatKernels.MinParallelElements)
+            {
+                Parallel.For(0, _windows.Length, new ParallelOptions { MaxDegreeOfParallelism = _cores }, t =>
                 {
-                    uint p = bits[i], q = bits[i + 1], r = bits[i + 2], s = bits[i + 3];
-                    h[(p & MagnitudeMask) >> 16]++;
-                    h[(q & MagnitudeMask) >> 16]++;
-                    h[(r & MagnitudeMask) >> 16]++;
-                    h[(s & MagnitudeMask) >> 16]++;
+                    if (Piece(t, 0) is { } tally)
+                    {
+                        Count(batch.Pointer(t), batch.BasePointer, length, tally);
+                    }
+                });
+                return;
+            }
+
+            int pieces = FloatKernels.Pieces(length);
+            for (int t = 0; t < _windows.Length; t++)
+            {
+                if (_windows[t] is null)
+                {
+                    continue;
+                }
+
+                for (int p = 0; p < pieces; p++)
+                {
+                    Piece(t, p); // made here, not inside the parallel loop
+                }
+
+                var x = (IntPtr)batch.Pointer(t);
+                var b = (IntPtr)batch.BasePointer;
+                FloatKernels.ForRanges(length, pieces, (piece, start, end) =>
+                    Count((float*)x + start, b == IntPtr.Zero ? null : (float*)b + start, end - start, _pieces[t][piece]!));
+            }
+        }
+
+        /// <summary>Adds the pieces' tallies into <see cref="Tallies"/>.</summary>
+        public void Finish()
+        {
+            for (int t = 0; t < _pieces.Length; t++)
+            {
+                if (_windows[t] is not null)
+                {
+                    Piece(t, 0);
+                }
+
+                for (int p = 1; p < (_pieces[t]?.Length ?? 0); p++)
+                {
+                    if (_pieces[t][p] is { } other)
+                    {
+                        Tallies[t]!.Add(other);
+                    }
                 }
             }
-            else if (Vector256.IsHardwareAccelerated)
+        }
+
+        private Tally? Piece(int task, int piece)
+        {
+            if (_windows[task] is not { } window)
             {
-                var mask = Vector256.Create(MagnitudeMask);
-                var bins = stackalloc uint[8];
-                for (; i + 8 <= n; i += 8)
+                return null;
+            }
+
+            var pieces = _pieces[task] ??= new Tally?[_cores];
+            if (pieces[piece] is null)
+            {
+                pieces[piece] = new Tally(window, _collect, _cap);
+                if (piece == 0)
                 {
-                    (((Vector256.Load(x + i) - Vector256.Load(b + i)).AsUInt32() & mask) >> 16).Store(bins);
-                    h[bins[0]]++;
-                    h[bins[1]]++;
-                    h[bins[2]]++;
-                    h[bins[3]]++;
-                    h[bins[4]]++;
-                    h[bins[5]]++;
-                    h[bins[6]]++;
-                    h[bins[7]]++;
+                    Tallies[task] = pieces[0];
                 }
             }
 
-            for (; i < n; i++)
+            return pieces[piece];
+        }
+
+        public void Dispose()
+        {
+            foreach (var tally in _pieces.Where(p => p is not null).SelectMany(p => p!))
             {
-                h[(Bits(x, b, i) & MagnitudeMask) >> 16]++;
+                tally?.Dispose();
             }
         }
     }
 
-    /// <summary>histogram[|τ| bits &amp; 0xFFFF]++ for the entries τ = x − b whose |τ| bits &gt;&gt; 16 equal <paramref name="highBin"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CountLow(float* x, float* b, long n, int highBin, long[] histogram)
+    /// <summary>Counts the entries τ = x − b above the tally's window and hands those inside to it.</summary>
+    private static void Count(float* x, float* b, long n, Tally tally)
     {
-        const uint highMask = MagnitudeMask & 0xFFFF_0000;
-        uint target = (uint)highBin << 16;
-        fixed (long* h = histogram)
+        long inside;
+        if (tally.Histogram is { } histogram)
         {
-            long i = 0;
-            if (Vector256.IsHardwareAccelerated)
+            fixed (long* h = histogram)
             {
-                var mask = Vector256.Create(highMask);
-                var wanted = Vector256.Create(target);
-                for (; i + 8 <= n; i += 8)
-                {
-                    var v = b is null ? Vector256.Load(x + i) : Vector256.Load(x + i) - Vector256.Load(b + i);
-                    if (!Vector256.EqualsAny(v.AsUInt32() & mask, wanted))
-                    {
-                        continue;
-                    }
-
-                    for (long j = i; j < i + 8; j++)
-                    {
-                        uint bits = Bits(x, b, j);
-                        if ((bits & highMask) == target)
-                        {
-                            h[bits & 0xFFFF]++;
-                        }
-                    }
-                }
+                var sink = new ToHistogram(h, tally.Window.Low, tally.Window.Shift);
+                tally.Above += Scan(x, b, n, tally.Window, ref sink, out inside);
             }
+        }
+        else
+        {
+            var sink = new ToTally(tally);
+            tally.Above += Scan(x, b, n, tally.Window, ref sink, out inside);
+        }
 
-            for (; i < n; i++)
+        tally.Inside += inside;
+    }
+
+    /// <summary>Where a scan puts the bit patterns inside its window.</summary>
+    private interface IInside
+    {
+        void Add(uint bits);
+    }
+
+    private readonly struct ToHistogram(long* histogram, uint low, int shift) : IInside
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Add(uint bits) => histogram[(bits - low) >> shift]++;
+    }
+
+    private readonly struct ToTally(Tally tally) : IInside
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Add(uint bits) => tally.Collect(bits);
+    }
+
+    /// <summary>
+    /// Over the <paramref name="n"/> entries τ = x − b (x when b is null): returns how many |τ| lie
+    /// above the window, and passes those inside it to <paramref name="inside"/>. Whole vectors are
+    /// compared at once; only vectors with an entry inside the window go lane by lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static long Scan<TInside>(float* x, float* b, long n, Window window, ref TInside inside, out long insideCount)
+        where TInside : struct, IInside
+    {
+        long above = 0, within = 0, i = 0;
+        int top = (int)(window.High - 1); // above the window: bits > top (as int: every magnitude is below 2^31)
+        int low = (int)window.Low;
+        var lanes = stackalloc uint[16];
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var mask = Vector512.Create((int)MagnitudeMask);
+            var vTop = Vector512.Create(top);
+            var vLow = Vector512.Create(low);
+            for (; i + 16 <= n; i += 16)
             {
-                uint bits = Bits(x, b, i);
-                if ((bits & highMask) == target)
+                var v = (b is null ? Vector512.Load(x + i) : Vector512.Load(x + i) - Vector512.Load(b + i)).AsInt32() & mask;
+                var isAbove = Vector512.GreaterThan(v, vTop);
+                above += BitOperations.PopCount(isAbove.ExtractMostSignificantBits());
+                ulong m = Vector512.AndNot(Vector512.GreaterThanOrEqual(v, vLow), isAbove).ExtractMostSignificantBits();
+                if (m != 0)
                 {
-                    h[bits & 0xFFFF]++;
+                    v.AsUInt32().Store(lanes);
+                    within += BitOperations.PopCount(m);
+                    do
+                    {
+                        inside.Add(lanes[BitOperations.TrailingZeroCount(m)]);
+                        m &= m - 1;
+                    }
+                    while (m != 0);
                 }
             }
         }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var mask = Vector256.Create((int)MagnitudeMask);
+            var vTop = Vector256.Create(top);
+            var vLow = Vector256.Create(low);
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = (b is null ? Vector256.Load(x + i) : Vector256.Load(x + i) - Vector256.Load(b + i)).AsInt32() & mask;
+                var isAbove = Vector256.GreaterThan(v, vTop);
+                above += BitOperations.PopCount(isAbove.ExtractMostSignificantBits());
+                uint m = Vector256.AndNot(Vector256.GreaterThanOrEqual(v, vLow), isAbove).ExtractMostSignificantBits();
+                if (m != 0)
+                {
+                    v.AsUInt32().Store(lanes);
+                    within += BitOperations.PopCount(m);
+                    do
+                    {
+                        inside.Add(lanes[BitOperations.TrailingZeroCount(m)]);
+                        m &= m - 1;
+                    }
+                    while (m != 0);
+                }
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            uint bits = Bits(x, b, i) & MagnitudeMask;
+            if (bits >= window.High)
+            {
+                above++;
+            }
+            else if (bits >= window.Low)
+            {
+                within++;
+                inside.Add(bits);
+            }
+        }
+
+        insideCount = within;
+        return above;
     }
 
     /// <summary>The bit pattern of τ[i] = x[i] − b[i] (x[i] when b is null).</summary>

@@ -25,6 +25,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     private readonly IntPtr[] _buffers; // θ0, then one per source
     private readonly IntPtr[] _taskBuffers;
     private readonly float* _output;
+    private readonly long _inputBytes;
 
     private MergeInputFiles(SafetensorsReader @base, SafetensorsReader[] sources, TaskVectorPool pool, bool differences, long inputBytes, long outputBytes)
     {
@@ -41,6 +42,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         }
 
         _taskBuffers = _buffers[1..];
+        _inputBytes = inputBytes;
         _output = (float*)NativeMemory.AlignedAlloc((nuint)outputBytes, 64);
     }
 
@@ -114,6 +116,36 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     /// <remarks>The batch holds θt with θ0 as its base, or τt alone (θ0 is then not read).</remarks>
     public void Read(string tensorName, Action<TaskBatch> use) => use(Load(tensorName, Differences));
 
+    /// <inheritdoc />
+    /// <remarks>Each file reads only the ranges, packed one after another into its buffer.</remarks>
+    public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
+    {
+        long packed = ranges.Sum(r => r.Length);
+        if (packed * sizeof(float) > _inputBytes)
+        {
+            throw new ArgumentException($"The ranges of tensor '{tensorName}' hold more entries than the tensor.", nameof(ranges));
+        }
+
+        Parallel.For(Differences ? 0 : 1, _buffers.Length, i =>
+        {
+            var reader = i == 0 ? _base : _sources[i - 1];
+            var destination = (float*)_buffers[i];
+            foreach (var (start, length) in ranges)
+            {
+                ReadFloat32(reader, tensorName, destination, start, length);
+                destination += length;
+            }
+        });
+
+        long offset = 0;
+        foreach (var (start, length) in ranges)
+        {
+            var batch = new TaskBatch(_taskBuffers.Select(p => (IntPtr)((float*)p + offset)).ToArray(), Differences ? (float*)_buffers[0] + offset : null, length);
+            use(start, batch);
+            offset += length;
+        }
+    }
+
     /// <summary>
     /// Writes the merged checkpoint to <paramref name="outputPath"/> atomically: every base tensor in
     /// the base's order and element type, the merged ones computed by <paramref name="merge"/> and
@@ -153,27 +185,29 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     /// <summary>Reads one tensor of every source (and of the base when asked) in parallel into the buffers.</summary>
     private TaskBatch Load(string tensorName, bool withBase)
     {
-        Parallel.For(withBase ? 0 : 1, _buffers.Length, i => ReadFloat32(i == 0 ? _base : _sources[i - 1], tensorName, (float*)_buffers[i]));
-        return new TaskBatch(_taskBuffers, Differences ? (float*)_buffers[0] : null, _base.GetInfo(tensorName).ElementCount);
+        long length = _base.GetInfo(tensorName).ElementCount;
+        Parallel.For(withBase ? 0 : 1, _buffers.Length, i => ReadFloat32(i == 0 ? _base : _sources[i - 1], tensorName, (float*)_buffers[i], 0, length));
+        return new TaskBatch(_taskBuffers, Differences ? (float*)_buffers[0] : null, length);
     }
 
     /// <summary>
-    /// Reads an F32, F16 or BF16 tensor into <paramref name="destination"/> as float32. Narrower data
-    /// is read into the buffer's second half and widened from the front, in place: entry i is read
+    /// Reads the entries [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>)
+    /// of an F32, F16 or BF16 tensor into <paramref name="destination"/> as float32. Narrower data is
+    /// read into the destination's second half and widened from the front, in place: entry i is read
     /// before anything is written over it.
     /// </summary>
-    private static void ReadFloat32(SafetensorsReader reader, string tensorName, float* destination)
+    private static void ReadFloat32(SafetensorsReader reader, string tensorName, float* destination, long start, long count)
     {
         var info = reader.GetInfo(tensorName);
-        int n = (int)info.ElementCount;
+        int n = (int)count;
         if (info.DType == TensorDType.F32)
         {
-            reader.ReadBytes(tensorName, new Span<byte>(destination, n * sizeof(float)));
+            reader.ReadBytes(tensorName, start * sizeof(float), new Span<byte>(destination, n * sizeof(float)));
             return;
         }
 
         var raw = (ushort*)destination + n;
-        reader.ReadBytes(tensorName, new Span<byte>(raw, n * sizeof(ushort)));
+        reader.ReadBytes(tensorName, start * sizeof(ushort), new Span<byte>(raw, n * sizeof(ushort)));
         if (info.DType == TensorDType.F16)
         {
             for (int i = 0; i < n; i++)

@@ -24,6 +24,13 @@ internal interface ITaskBatchSource
     /// the batch's memory is valid, and may be written, during the call only.
     /// </summary>
     void Read(string tensorName, Action<TaskBatch> use);
+
+    /// <summary>
+    /// Reads the entry ranges [Start, Start + Length) of <paramref name="tensorName"/> of every task
+    /// (ascending, not overlapping) and calls <paramref name="use"/>(Start, batch of that range) for
+    /// each; a source over files reads only those ranges. The memory is valid during the call only.
+    /// </summary>
+    void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use);
 }
 
 /// <summary>

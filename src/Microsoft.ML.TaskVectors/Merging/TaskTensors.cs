@@ -42,6 +42,17 @@ internal unsafe class TaskBatch
 
     /// <summary>The same task memory as τt, once a kernel has subtracted θ0 from it in place.</summary>
     public TaskBatch WithoutBase() => new(_pointers, null, Length);
+
+    /// <summary>The entries [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>) of every task (and of θ0).</summary>
+    public TaskBatch Slice(long start, long length)
+    {
+        if (start < 0 || length < 0 || start + length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(start), $"Entries [{start}, {start + length}) are not within the batch's {Length}.");
+        }
+
+        return new(_pointers.Select(p => (IntPtr)((float*)p + start)).ToArray(), BasePointer is null ? null : BasePointer + start, length);
+    }
 }
 
 /// <summary>
@@ -161,5 +172,14 @@ internal static class TaskTensors
 
             _heap.Check();
         }
+
+        public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
+            Read(tensorName, batch =>
+            {
+                foreach (var (start, length) in ranges)
+                {
+                    use(start, batch.Slice(start, length));
+                }
+            });
     }
 }

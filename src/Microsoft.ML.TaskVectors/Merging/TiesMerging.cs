@@ -13,9 +13,10 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// elected sign (mean or sum) and scale by λ.
 /// </summary>
 /// <remarks>
-/// With <see cref="TiesRanking.Global"/>, <see cref="Prepare"/> must run first: it streams every
-/// task vector twice to find each task's exact global threshold with a two-level histogram over
-/// the float bit patterns, in memory independent of the model size. Both the histograms and the
+/// With <see cref="TiesRanking.Global"/>, <see cref="Prepare"/> must run first: it finds each
+/// task's exact global threshold by a search over the float bit patterns that samples about 1/64
+/// of the entries and then usually streams the task vectors once (see
+/// <see cref="MagnitudeThreshold"/>), in memory independent of the model size. Both the search and the
 /// merge itself run as C# kernels over float32 memory (see <see cref="TiesKernel"/>) — the tensors',
 /// or on <see cref="ModelMerger.MergeToFile"/>'s byte-level path the files' own bytes — and give
 /// bit for bit what the tensor formulation gives.
@@ -71,12 +72,12 @@ public sealed class TiesMerging : MergeMethod
 
     /// <summary>
     /// For <see cref="TiesRanking.Global"/>, computes each task's exact global magnitude threshold
-    /// by streaming the task vectors twice (reports progress, honours cancellation). Does nothing for
-    /// <see cref="TiesRanking.PerTensor"/>.
+    /// from a sample and (usually) one pass over the task vectors (reports progress, honours
+    /// cancellation). Does nothing for <see cref="TiesRanking.PerTensor"/>.
     /// </summary>
     /// <remarks>
     /// Each pass reads every tensor once for all tasks together (a pool over one base reads the base
-    /// once per tensor, not once per task) and feeds one histogram per task.
+    /// once per tensor, not once per task).
     /// </remarks>
     public override void Prepare(ITaskVectorSet taskVectors, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -133,65 +134,12 @@ public sealed class TiesMerging : MergeMethod
 
     internal override TaskBatchKernel CreateKernel() => new Kernel(this);
 
-    /// <summary>
-    /// Each task's exact global threshold over every tensor of <paramref name="source"/>: two passes,
-    /// each reading every tensor once for all tasks together and feeding one histogram per task.
-    /// </summary>
+    /// <summary>Each task's exact global threshold over every tensor of <paramref name="source"/>.</summary>
     private float?[] FindGlobalThresholds(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken)
     {
-        var names = source.TensorNames;
-        long entries = 0;
-        foreach (var name in names)
-        {
-            entries += source.GetShape(name).Aggregate(1L, (a, b) => a * b);
-        }
-
-        int n = source.Count;
+        long entries = source.TensorNames.Sum(name => source.GetShape(name).Aggregate(1L, (a, b) => a * b));
         long keep = MagnitudeThreshold.KeepCount(K, entries);
-        var thresholds = new float?[n];
-        progress?.Report(0.0);
-        if (keep > 0)
-        {
-            double totalSteps = Math.Max(1.0, 2.0 * n * names.Count);
-            long done = 0;
-            void Pass(Action<TaskBatch> accumulate)
-            {
-                foreach (var name in names)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    source.Read(name, accumulate);
-                    for (int t = 0; t < n; t++)
-                    {
-                        progress?.Report(++done / totalSteps);
-                    }
-                }
-            }
-
-            var high = new long[]?[n];
-            for (int t = 0; t < n; t++)
-            {
-                high[t] = new long[MagnitudeThreshold.Bins];
-            }
-
-            Pass(batch => MagnitudeThreshold.AccumulateHigh(batch, high));
-            var highBins = new int[n];
-            var ranks = new long[n];
-            var low = new long[]?[n];
-            for (int t = 0; t < n; t++)
-            {
-                (highBins[t], ranks[t]) = MagnitudeThreshold.Select(high[t]!, keep);
-                low[t] = new long[MagnitudeThreshold.Bins];
-            }
-
-            Pass(batch => MagnitudeThreshold.AccumulateLow(batch, highBins, low));
-            for (int t = 0; t < n; t++)
-            {
-                thresholds[t] = MagnitudeThreshold.FromBits(highBins[t], MagnitudeThreshold.Select(low[t]!, ranks[t]).Bin);
-            }
-        }
-
-        progress?.Report(1.0);
-        return thresholds;
+        return MagnitudeThreshold.Find(source, Enumerable.Repeat(keep, source.Count).ToArray(), progress, cancellationToken);
     }
 
     /// <summary>TIES over task memory, with the global thresholds its <see cref="Prepare"/> found or each tensor's own.</summary>

@@ -96,6 +96,23 @@ public class ByteLevelMergeTests
         foreach (var s in sources) s.Dispose();
     }
 
+    [TestCase(ScalarType.Float32)]
+    [TestCase(ScalarType.BFloat16)]
+    public void GlobalTiesOverASampledModelEqualsTheTensorPathBitForBit(ScalarType dtype)
+    {
+        // Over MagnitudeThreshold.SampledFrom entries: the byte-level path samples ranges of the files.
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2, dtype, seed: 9, layout: [.. LayoutWithLargeTensor, ("vision_model.encoder.layers.2.mlp.fc1.weight", [1100, 1000])]);
+        using var @base = Checkpoint.Open(basePath);
+        var sources = finetuned.Select(Checkpoint.Open).ToArray();
+        using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
+        Assert.That(pool.TensorNames.Sum(n => pool.GetShape(n).Aggregate(1L, (a, b) => a * b)), Is.GreaterThan(MagnitudeThreshold.SampledFrom));
+        AssertSameFileAsTensorPath(dir, @base, pool, () => new TiesMerging(k: 0.2), $"ties global, {dtype}");
+        AssertSameFileAsTensorPath(dir, @base, pool, () => new DareMerging(new TiesMerging(k: 0.3), p: 0.3, seed: 5), $"dare-ties global, {dtype}");
+        foreach (var s in sources) s.Dispose();
+    }
+
     [TestCase(TensorDType.F32)]
     [TestCase(TensorDType.BF16)]
     public void TiesAndDareFromStoredTaskVectorsEqualTheTensorPathBitForBit(TensorDType stored)

@@ -179,8 +179,8 @@ public class TiesMergingTests
         Assert.That(reports, Is.Not.Empty);
         Assert.That(reports, Is.Ordered);
         Assert.That(reports[^1], Is.EqualTo(1.0));
-        // 2 tasks × 2 passes × 2 tensors = 8 steps, plus start and end reports
-        Assert.That(reports.Distinct().Count(), Is.GreaterThanOrEqualTo(8));
+        // 0, then one report per tensor and pass: 2 passes (too small to sample) × 2 tensors
+        Assert.That(reports.Distinct().Count(), Is.EqualTo(5));
 
         using var cts = new CancellationTokenSource();
         cts.Cancel();

@@ -1,0 +1,179 @@
+using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.TaskVectors;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.TaskVectors.Tests.Merging;
+
+/// <summary>
+/// The magnitude search behind TIES's thresholds on inputs large enough to be sampled first: exact
+/// whatever the sample guesses, one pass after the sample on realistic data, and samples that read
+/// the same values as whole tensors do.
+/// </summary>
+public unsafe class MagnitudeSearchTests
+{
+    private const int Length = 1_200_000; // above MagnitudeThreshold.SampledFrom
+
+    /// <summary>Rows of 600 entries with their own scale (as weight matrices have), or many exact ties.</summary>
+    private static float[] Values(Random rng, int length, bool ties)
+    {
+        var v = new float[length];
+        double scale = 1;
+        for (int i = 0; i < length; i++)
+        {
+            if (i % 600 == 0) scale = Math.Exp(rng.NextDouble() * 4 - 2);
+            v[i] = ties
+                ? rng.Next(0, 5) * 0.25f * (rng.Next(2) == 0 ? -1 : 1)
+                : (float)(scale * (rng.NextDouble() * 2 - 1) * 1e-3);
+        }
+
+        return v;
+    }
+
+    private static float KthLargest(float[] values, long count)
+    {
+        var m = values.Select(MathF.Abs).ToArray();
+        Array.Sort(m);
+        return m[^(int)count];
+    }
+
+    private static readonly long[] Counts = [1, 777, Length / 5, Length - 1, Length];
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void SampledSearchInMemory_EqualsSorting(bool ties)
+    {
+        var rng = new Random(ties ? 2 : 1);
+        var tasks = Enumerable.Range(0, 3).Select(_ => Values(rng, Length, ties)).ToArray();
+        fixed (float* a = tasks[0], b = tasks[1], c = tasks[2])
+        {
+            var batch = new TaskBatch([(IntPtr)a, (IntPtr)b, (IntPtr)c], null, Length);
+            foreach (long count in Counts)
+            {
+                var found = MagnitudeThreshold.Find(batch, [count, count, count]);
+                for (int t = 0; t < 3; t++)
+                    Assert.That(found[t], Is.EqualTo(KthLargest(tasks[t], count)), $"task {t}, count {count}");
+            }
+        }
+    }
+
+    [Test]
+    public void FirstWindowsThatMissOrOverflow_StillGiveTheExactAnswer()
+    {
+        var values = Values(new Random(3), Length, ties: false);
+        long count = Length / 5;
+        float expected = KthLargest(values, count);
+        uint bits = BitConverter.SingleToUInt32Bits(expected);
+        var windows = new[]
+        {
+            new MagnitudeThreshold.Window(bits + 1, bits + 100),        // entirely above the answer
+            new MagnitudeThreshold.Window(bits - 100, bits),            // entirely below it
+            new MagnitudeThreshold.Window(bits, bits + 1),              // exactly it
+            MagnitudeThreshold.Window.All,                              // collects every entry: overflows into histograms
+        };
+        fixed (float* p = values)
+        {
+            var batch = new TaskBatch([(IntPtr)p], null, Length);
+            foreach (var w in windows)
+                Assert.That(MagnitudeThreshold.Find(batch, [count], [w])[0], Is.EqualTo(expected), $"first window {w}");
+        }
+    }
+
+    [Test]
+    public void SearchOverASource_TakesOnePassAfterItsSample()
+    {
+        var rng = new Random(4);
+        var shapes = new long[][] { [700, 800], [600, 1000], [300] };
+        var tasks = Enumerable.Range(0, 2).Select(_ => shapes.Select(s => Values(rng, (int)s.Aggregate(1L, (a, b) => a * b), ties: false)).ToArray()).ToArray();
+        using var set = MergeTestData.MakeSet(tasks.Select(task => shapes.Select((s, i) => ($"t{i}", tensor(task[i], s)))
+            .ToDictionary(x => x.Item1, x => x.Item2)).ToArray());
+        var source = new CountingSource(TaskTensors.Source(set));
+        long total = tasks[0].Sum(v => (long)v.Length);
+        long count = MagnitudeThreshold.KeepCount(0.2, total);
+        var found = MagnitudeThreshold.Find(source, [count, count], null, default);
+        for (int t = 0; t < 2; t++)
+            Assert.That(found[t], Is.EqualTo(KthLargest(tasks[t].SelectMany(v => v).ToArray(), count)), $"task {t}");
+        Assert.That(source.Reads, Is.EqualTo(shapes.Length), $"one pass over the tensors (sampled {source.SampledEntries})");
+        Assert.That(source.SampledEntries, Is.InRange(total / 100, total / 40), "about 1/64 of the entries sampled");
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public void DropsOfARange_AreThoseOfTheWholeTensor(bool withBase)
+    {
+        var rng = new Random(5);
+        const int n = 10_000;
+        var x = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var b = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var whole = (float[])x.Clone();
+        fixed (float* pw = whole, pb = b)
+            DropAndRescaleTaskVectorSet.DropAndRescale(pw, withBase ? pb : null, n, key: 99, p: 0.4);
+        foreach (var (start, length) in new[] { (0, 7), (13, 1000), (4_099, 5_901), (9_999, 1) })
+        {
+            var part = x.AsSpan(start, length).ToArray();
+            fixed (float* pp = part, pb = b)
+                DropAndRescaleTaskVectorSet.DropAndRescale(pp, withBase ? pb + start : null, length, key: 99, p: 0.4, first: start);
+            Assert.That(part, Is.EqualTo(whole.AsSpan(start, length).ToArray()), $"[{start}, {start + length})");
+        }
+    }
+
+    [TestCase(ScalarType.Float32)]
+    [TestCase(ScalarType.Float16)]
+    [TestCase(ScalarType.BFloat16)]
+    public void FileRanges_HoldWhatTheWholeTensorHolds(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        const string name = "vision_model.encoder.layers.0.mlp.fc1.weight";
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2, dtype, layout: [(name, [300, 70])]);
+        using var @base = Checkpoint.Open(basePath);
+        var sources = finetuned.Select(Checkpoint.Open).ToArray();
+        using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
+        using var files = MergeInputFiles.TryOpen(@base, pool)!;
+        var wholeValues = new float[3][];
+        files.Read(name, batch =>
+        {
+            for (int i = 0; i < 2; i++) wholeValues[i] = new Span<float>(batch.Pointer(i), (int)batch.Length).ToArray();
+            wholeValues[2] = new Span<float>(batch.BasePointer, (int)batch.Length).ToArray();
+        });
+        (long, long)[] ranges = [(0, 5), (64, 1000), (20_000, 1)];
+        int seen = 0;
+        files.ReadRanges(name, ranges, (start, batch) =>
+        {
+            Assert.That(batch.Length, Is.EqualTo(ranges[seen++].Item2));
+            for (int i = 0; i < 3; i++)
+            {
+                var p = i < 2 ? batch.Pointer(i) : batch.BasePointer;
+                Assert.That(new Span<float>(p, (int)batch.Length).ToArray(), Is.EqualTo(wholeValues[i].AsSpan((int)start, (int)batch.Length).ToArray()), $"input {i} at {start}");
+            }
+        });
+        Assert.That(seen, Is.EqualTo(ranges.Length));
+        foreach (var s in sources) s.Dispose();
+    }
+
+    /// <summary>A source that counts whole-tensor reads and sampled entries.</summary>
+    private sealed class CountingSource(ITaskBatchSource inner) : ITaskBatchSource
+    {
+        public int Reads { get; private set; }
+
+        public long SampledEntries { get; private set; }
+
+        public int Count => inner.Count;
+
+        public IReadOnlyList<string> TensorNames => inner.TensorNames;
+
+        public long[] GetShape(string tensorName) => inner.GetShape(tensorName);
+
+        public void Read(string tensorName, Action<TaskBatch> use)
+        {
+            Reads++;
+            inner.Read(tensorName, use);
+        }
+
+        public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
+        {
+            SampledEntries += ranges.Sum(r => r.Length);
+            inner.ReadRanges(tensorName, ranges, use);
+        }
+    }
+}
