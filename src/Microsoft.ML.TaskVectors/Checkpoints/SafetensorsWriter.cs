@@ -8,16 +8,25 @@ namespace Microsoft.ML.TaskVectors.Checkpoints;
 /// first), then written in that order; nothing is kept in memory between writes. The file appears
 /// at its path only when <see cref="Commit"/> succeeds.
 /// </summary>
+/// <remarks>
+/// Alternatively the whole file is written in parts with <see cref="WriteBytesAt"/>, in any order
+/// and from several threads at once.
+/// </remarks>
 public sealed class SafetensorsWriter : IDisposable
 {
     private readonly AtomicFile _file;
     private readonly TensorInfo[] _tensors;
+    private readonly long _dataStart;
     private int _next;
+    private Dictionary<string, (long Offset, int Index)>? _places;
+    private long[]? _partBytes;
+    private readonly object _gate = new();
 
-    private SafetensorsWriter(AtomicFile file, TensorInfo[] tensors)
+    private SafetensorsWriter(AtomicFile file, TensorInfo[] tensors, long dataStart)
     {
         _file = file;
         _tensors = tensors;
+        _dataStart = dataStart;
     }
 
     /// <summary>The tensors still to be written, in order.</summary>
@@ -37,14 +46,15 @@ public sealed class SafetensorsWriter : IDisposable
                 throw new ArgumentException($"{path}: tensor '{t.Name}' is declared twice.", nameof(tensors));
         }
         var header = BuildHeader(list, metadata);
-        var file = AtomicFile.Create(path);
+        long dataStart = 8 + header.Length;
+        var file = AtomicFile.Create(path, dataStart + list.Sum(t => t.ByteLength));
         try
         {
             Span<byte> prefix = stackalloc byte[8];
             BitConverter.TryWriteBytes(prefix, (ulong)header.Length);
             file.Stream.Write(prefix);
             file.Stream.Write(header);
-            return new SafetensorsWriter(file, list);
+            return new SafetensorsWriter(file, list, dataStart);
         }
         catch
         {
@@ -90,6 +100,8 @@ public sealed class SafetensorsWriter : IDisposable
 
     private TensorInfo Expect(string name)
     {
+        if (_places is not null)
+            throw new InvalidOperationException($"{_file.Path}: the file is being written in parts (WriteBytesAt); '{name}' cannot be written whole.");
         if (_next >= _tensors.Length)
             throw new InvalidOperationException($"{_file.Path}: all {_tensors.Length} declared tensors are already written; '{name}' was not declared.");
         var info = _tensors[_next];
@@ -127,10 +139,68 @@ public sealed class SafetensorsWriter : IDisposable
         _next++;
     }
 
+    /// <summary>
+    /// Writes <paramref name="data"/> as the bytes of declared tensor <paramref name="name"/> from
+    /// <paramref name="byteOffset"/> on, straight to its place in the file. Parts may come in any
+    /// order and from several threads at once, but then every tensor must be written this way, its
+    /// parts covering it exactly once; <see cref="Commit"/> checks that each got its byte count.
+    /// </summary>
+    public void WriteBytesAt(string name, long byteOffset, ReadOnlySpan<byte> data) => WriteAt(name, byteOffset, data, count: true);
+
+    /// <summary>
+    /// Writes over part of a tensor already written with <see cref="WriteBytesAt"/> (a correction:
+    /// not counted towards the tensor's bytes).
+    /// </summary>
+    public void OverwriteBytesAt(string name, long byteOffset, ReadOnlySpan<byte> data) => WriteAt(name, byteOffset, data, count: false);
+
+    private void WriteAt(string name, long byteOffset, ReadOnlySpan<byte> data, bool count)
+    {
+        var places = _places ?? StartParts();
+        if (!places.TryGetValue(name, out var place))
+            throw new ArgumentException($"{_file.Path}: tensor '{name}' was not declared.", nameof(name));
+        var info = _tensors[place.Index];
+        if (byteOffset < 0 || byteOffset + data.Length > info.ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset), $"{_file.Path}: bytes [{byteOffset}, {byteOffset + data.Length}) are not within tensor '{name}''s {info.ByteLength}.");
+        RandomAccess.Write(_file.Stream.SafeFileHandle, data, _dataStart + place.Offset + byteOffset);
+        if (count)
+            Interlocked.Add(ref _partBytes![place.Index], data.Length);
+    }
+
+    private Dictionary<string, (long Offset, int Index)> StartParts()
+    {
+        lock (_gate)
+        {
+            if (_places is null)
+            {
+                if (_next > 0)
+                    throw new InvalidOperationException($"{_file.Path}: tensors were written whole; the rest cannot be written in parts.");
+                _file.Stream.Flush(); // the header, before writes that bypass the stream
+                var places = new Dictionary<string, (long, int)>(StringComparer.Ordinal);
+                long offset = 0;
+                for (int i = 0; i < _tensors.Length; i++)
+                {
+                    places[_tensors[i].Name] = (offset, i);
+                    offset += _tensors[i].ByteLength;
+                }
+                _partBytes = new long[_tensors.Length];
+                _places = places;
+            }
+            return _places;
+        }
+    }
+
     /// <summary>Finishes the file and moves it into place.</summary>
     /// <exception cref="InvalidOperationException">Some declared tensors were not written.</exception>
     public void Commit()
     {
+        if (_partBytes is not null)
+        {
+            for (int i = 0; i < _tensors.Length; i++)
+                if (_partBytes[i] != _tensors[i].ByteLength)
+                    throw new InvalidOperationException($"{_file.Path}: tensor '{_tensors[i].Name}' got {_partBytes[i]} of its {_tensors[i].ByteLength} bytes.");
+            _file.Commit();
+            return;
+        }
         if (_next != _tensors.Length)
             throw new InvalidOperationException($"{_file.Path}: {_tensors.Length - _next} declared tensors were not written (next: '{_tensors[_next].Name}').");
         _file.Commit();

@@ -84,16 +84,23 @@ public sealed class DareMerging : MergeMethod
         public override void Merge(string tensorName, TaskBatch batch, float* delta) =>
             inner.Merge(tensorName, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed), delta);
 
+        public override long ChunkLength(long tensorLength) => inner.ChunkLength(tensorLength);
+
+        public override void MergeChunk(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end) =>
+            inner.MergeChunk(tensorName, DropAndRescaleTaskVectorSet.Drop(chunk, tensorName, p, seed, start), start, theta0, merged, end);
+
         private sealed class DroppedSource(ITaskBatchSource source, double p, long seed) : ITaskBatchSource
         {
             public int Count => source.Count;
 
             public IReadOnlyList<string> TensorNames => source.TensorNames;
 
+            public int Workers => source.Workers;
+
             public long[] GetShape(string tensorName) => source.GetShape(tensorName);
 
-            public void Read(string tensorName, Action<TaskBatch> use) =>
-                source.Read(tensorName, batch => use(DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed)));
+            public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use) =>
+                source.ReadChunks(tensorName, (worker, start, chunk) => use(worker, start, DropAndRescaleTaskVectorSet.Drop(chunk, tensorName, p, seed, start)));
 
             public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
                 source.ReadRanges(tensorName, ranges, (start, batch) => use(start, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed, start)));

@@ -12,24 +12,21 @@ namespace Microsoft.ML.TaskVectors.Merging;
 internal static unsafe class LinearCombination
 {
     /// <summary>The combination with task weights <paramref name="weights"/>; <paramref name="differences"/>: the sources are θt, not τt.</summary>
-    public static MergeInputFiles.TensorMerge For(double[] weights, bool differences)
+    /// <remarks>A chunk is merged on the calling thread.</remarks>
+    public static MergeInputFiles.ChunkMerge For(double[] weights, bool differences)
     {
         // θ0 + Σ wt·(θt − θ0) = (1 − Σ wt)·θ0 + Σ wt·θt; stored τ files add to θ0 as they are.
         float baseWeight = (float)(differences ? 1 - weights.Sum() : 1);
         var taskWeights = weights.Select(w => (float)w).ToArray();
-        return (_, tasks, theta0, merged) =>
+        return (_, tasks, _, theta0, merged, _) =>
         {
-            var (b, m) = ((IntPtr)theta0, (IntPtr)merged);
-            FloatKernels.ForRanges(tasks.Length, FloatKernels.Pieces(tasks.Length), (_, start, end) =>
+            var acc = new Span<float>(merged, checked((int)tasks.Length));
+            acc.Clear();
+            AddScaled(acc, theta0, baseWeight);
+            for (int t = 0; t < taskWeights.Length; t++)
             {
-                var acc = new Span<float>((float*)m + start, (int)(end - start));
-                acc.Clear();
-                AddScaled(acc, (float*)b + start, baseWeight);
-                for (int t = 0; t < taskWeights.Length; t++)
-                {
-                    AddScaled(acc, tasks.Pointer(t) + start, taskWeights[t]);
-                }
-            });
+                AddScaled(acc, tasks.Pointer(t), taskWeights[t]);
+            }
         };
     }
 

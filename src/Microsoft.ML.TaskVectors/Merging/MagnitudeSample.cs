@@ -5,7 +5,7 @@ using Microsoft.ML.TaskVectors.TaskVectors;
 namespace Microsoft.ML.TaskVectors.Merging;
 
 /// <summary>
-/// A sample of every task's |τ| bit patterns, taken as blocks of consecutive entries at seeded
+/// A sample of every task's |τ| (as 65,536 bins of their bit patterns), taken as blocks of consecutive entries at seeded
 /// positions (the same for every task), from which <see cref="MagnitudeThreshold"/> guesses for each
 /// task a window of magnitudes that holds its count-th largest.
 /// </summary>
@@ -37,7 +37,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// <summary>Bits dropped from a magnitude's bit pattern for the sample's histogram (65,536 bins).</summary>
     private const int Shift = 15;
 
-    private readonly uint*[] _bits;
+    private readonly ushort*[] _bins;
     private readonly long _capacity;
     private readonly List<int> _blockEnds = [];
     private int _count;
@@ -46,10 +46,10 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     public MagnitudeSample(int tasks, long capacity)
     {
         _capacity = Math.Min(capacity, int.MaxValue);
-        _bits = new uint*[tasks];
+        _bins = new ushort*[tasks];
         for (int t = 0; t < tasks; t++)
         {
-            _bits[t] = (uint*)NativeMemory.Alloc((nuint)Math.Max(1, _capacity), sizeof(uint));
+            _bins[t] = (ushort*)NativeMemory.Alloc((nuint)Math.Max(1, _capacity), sizeof(ushort));
         }
     }
 
@@ -73,12 +73,12 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         }
     }
 
-    /// <summary>Adds one block: the |τt| bit patterns of every task of <paramref name="batch"/>.</summary>
+    /// <summary>Adds one block: the histogram bins of |τt| of every task of <paramref name="batch"/>.</summary>
     public void Add(TaskBatch batch)
     {
-        if (batch.Count != _bits.Length)
+        if (batch.Count != _bins.Length)
         {
-            throw new ArgumentException($"The batch has {batch.Count} tasks; the sample has {_bits.Length}.", nameof(batch));
+            throw new ArgumentException($"The batch has {batch.Count} tasks; the sample has {_bins.Length}.", nameof(batch));
         }
 
         if (_count + batch.Length > _capacity)
@@ -86,14 +86,23 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             throw new InvalidOperationException($"The sample holds {_capacity} entries per task; adding {batch.Length} more would exceed it.");
         }
 
-        int n = (int)batch.Length;
-        for (int t = 0; t < _bits.Length; t++)
+        for (int t = 0; t < _bins.Length; t++)
         {
-            MagnitudeThreshold.Copy(batch.Pointer(t), batch.BasePointer, new Span<uint>(_bits[t] + _count, n));
+            Bins(batch.Pointer(t), batch.BasePointer, batch.Length, _bins[t] + _count);
         }
 
-        _count += n;
+        _count += (int)batch.Length;
         _blockEnds.Add(_count);
+    }
+
+    /// <summary>bins[i] = |τ[i]|'s bit pattern &gt;&gt; <see cref="Shift"/> (τ = x − b, or x when b is null).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Bins(float* x, float* b, long n, ushort* bins)
+    {
+        for (long i = 0; i < n; i++)
+        {
+            bins[i] = (ushort)((MagnitudeThreshold.Bits(x, b, i) & MagnitudeThreshold.MagnitudeMask) >> Shift);
+        }
     }
 
     /// <summary>
@@ -110,25 +119,25 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             return null;
         }
 
-        var windows = new MagnitudeThreshold.Window[_bits.Length];
+        var windows = new MagnitudeThreshold.Window[_bins.Length];
         var histogram = new long[1 << (31 - Shift)];
-        for (int t = 0; t < _bits.Length; t++)
+        for (int t = 0; t < _bins.Length; t++)
         {
             if (counts[t] <= 0)
             {
                 continue;
             }
 
-            var bits = new ReadOnlySpan<uint>(_bits[t], s);
+            var bins = new ReadOnlySpan<ushort>(_bins[t], s);
             Array.Clear(histogram);
-            foreach (uint b in bits)
+            foreach (ushort b in bins)
             {
-                histogram[b >> Shift]++;
+                histogram[b]++;
             }
 
             double q = counts[t] / (double)total;
-            uint estimate = (uint)MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin << Shift;
-            double sigma = Math.Sqrt(Math.Max(ClusterVariance(bits, estimate), q * (1 - q) / s));
+            int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
+            double sigma = Math.Sqrt(Math.Max(ClusterVariance(bins, estimate), q * (1 - q) / s));
             double margin = Margin * sigma + 1.0 / s;
             long highRank = (long)Math.Floor((q - margin) * s);
             long lowRank = (long)Math.Ceiling((q + margin) * s);
@@ -141,11 +150,11 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     }
 
     /// <summary>
-    /// Variance of the sampled proportion of magnitudes at or above <paramref name="estimate"/>
+    /// Variance of the sampled proportion of magnitudes in bin <paramref name="estimate"/> or above
     /// when whole blocks are the sampled units: B/(B−1)·Σb (cb − p·nb)² / s².
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private double ClusterVariance(ReadOnlySpan<uint> bits, uint estimate)
+    private double ClusterVariance(ReadOnlySpan<ushort> bits, int estimate)
     {
         var counts = new long[_blockEnds.Count];
         long above = 0;
@@ -153,7 +162,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         for (int block = 0; block < _blockEnds.Count; block++)
         {
             long c = 0;
-            foreach (uint b in bits[start.._blockEnds[block]])
+            foreach (ushort b in bits[start.._blockEnds[block]])
             {
                 c += b >= estimate ? 1 : 0;
             }
@@ -179,10 +188,10 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// <summary>Frees the sample's buffers.</summary>
     public void Dispose()
     {
-        for (int t = 0; t < _bits.Length; t++)
+        for (int t = 0; t < _bins.Length; t++)
         {
-            NativeMemory.Free(_bits[t]);
-            _bits[t] = null;
+            NativeMemory.Free(_bins[t]);
+            _bins[t] = null;
         }
     }
 }

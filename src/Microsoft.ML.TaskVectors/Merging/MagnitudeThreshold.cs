@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 
@@ -40,7 +41,7 @@ internal static unsafe class MagnitudeThreshold
     /// <summary>Fewest entries for which a sample is taken first; below this the two histogram passes are cheap enough.</summary>
     internal const long SampledFrom = 1 << 20;
 
-    private const uint MagnitudeMask = 0x7FFF_FFFF;
+    internal const uint MagnitudeMask = 0x7FFF_FFFF;
 
     /// <summary>One past the largest magnitude bit pattern.</summary>
     private const uint End = 0x8000_0000;
@@ -76,10 +77,10 @@ internal static unsafe class MagnitudeThreshold
     /// by <paramref name="readPass"/> (called once per pass, twice in all), or null when count is 0.
     /// </summary>
     public static float? Find(long count, Action<Action<torch.Tensor>> readPass) =>
-        Select(1, visit => readPass(tensor =>
+        Select(1, 1, visit => readPass(tensor =>
         {
             using var scope = torch.NewDisposeScope();
-            visit(new TaskTensorBatch([tensor]));
+            visit(0, new TaskTensorBatch([tensor]));
         }), [count], guesses: null, total: 0)[0];
 
     /// <summary>
@@ -132,12 +133,16 @@ internal static unsafe class MagnitudeThreshold
             guesses = sample.Guess(counts, batch.Length);
         }
 
-        return Select(n, visit => visit(batch), counts, guesses, batch.Length);
+        return Select(n, Environment.ProcessorCount, InMemory(batch), counts, guesses, batch.Length);
     }
+
+    /// <summary>A pass over an in-memory batch: its entries split over the cores.</summary>
+    private static Action<Action<int, TaskBatch>> InMemory(TaskBatch batch) => visit =>
+        FloatKernels.ForRanges(batch.Length, FloatKernels.Pieces(batch.Length), (piece, start, end) => visit(piece, batch.Slice(start, end - start)));
 
     /// <summary>The search over an in-memory batch from the given first windows (collected), whether or not they hold the answers.</summary>
     internal static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts, Window[] firstWindows) =>
-        Select(batch.Count, visit => visit(batch), counts, firstWindows, batch.Length);
+        Select(batch.Count, Environment.ProcessorCount, InMemory(batch), counts, firstWindows, batch.Length);
 
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| over every tensor of
@@ -187,12 +192,12 @@ internal static unsafe class MagnitudeThreshold
         int passes = 0, expected = guesses is null ? 2 : 1;
         double reported = 0;
         progress?.Report(0.0);
-        var thresholds = Select(n, visit =>
+        var thresholds = Select(n, source.Workers, visit =>
         {
             for (int i = 0; i < names.Count; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                source.Read(names[i], visit);
+                source.ReadChunks(names[i], (worker, _, chunk) => visit(worker, chunk));
                 double fraction = (passes + (i + 1.0) / names.Count) / Math.Max(expected, passes + 1);
                 if (fraction > reported)
                 {
@@ -212,7 +217,13 @@ internal static unsafe class MagnitudeThreshold
     /// <paramref name="total"/> entries per task, so at most half a float32 copy in all); later
     /// passes histogram.
     /// </summary>
-    private static float?[] Select(int n, Action<Action<TaskBatch>> pass, IReadOnlyList<long> counts, Window[]? guesses, long total)
+    /// <param name="n">Tasks.</param>
+    /// <param name="workers">Threads a pass calls its visitor from (with their index, each one chunk at a time).</param>
+    /// <param name="pass">Runs a pass: calls the visitor for every chunk of the stream.</param>
+    /// <param name="counts">Rank sought per task (0: none).</param>
+    /// <param name="guesses">First windows, or null for every magnitude.</param>
+    /// <param name="total">Entries in the stream.</param>
+    private static float?[] Select(int n, int workers, Action<Action<int, TaskBatch>> pass, IReadOnlyList<long> counts, Window[]? guesses, long total)
     {
         long cap = Math.Max(1L << 20, total / (8L * n));
         var result = new float?[n];
@@ -225,7 +236,7 @@ internal static unsafe class MagnitudeThreshold
         bool collect = guesses is not null;
         while (windows.Any(w => w is not null))
         {
-            using var scan = new Pass(windows, collect, cap);
+            using var scan = new Pass(windows, collect, cap, workers);
             pass(scan.Add);
             scan.Finish();
             for (int t = 0; t < n; t++)
@@ -277,17 +288,14 @@ internal static unsafe class MagnitudeThreshold
     /// <summary>The need-th largest of a tally's collected bit patterns, in memory.</summary>
     private static uint SelectCollected(Tally tally, long need)
     {
-        var bits = tally.Collected.AsSpan(0, tally.CollectedCount);
+        var bits = new Span<uint>(tally.Collected, tally.CollectedCount);
         if (bits.Length <= SortLimit)
         {
             return BitConverter.SingleToUInt32Bits(BySorting(bits, need));
         }
 
-        fixed (uint* p = bits)
-        {
-            var batch = new TaskBatch([(IntPtr)p], null, bits.Length);
-            return BitConverter.SingleToUInt32Bits(Select(1, visit => visit(batch), [need], guesses: null, bits.Length)[0]!.Value);
-        }
+        var batch = new TaskBatch([(IntPtr)tally.Collected], null, bits.Length);
+        return BitConverter.SingleToUInt32Bits(Select(1, Environment.ProcessorCount, InMemory(batch), [need], guesses: null, bits.Length)[0]!.Value);
     }
 
     /// <summary>The count-th largest of magnitude bit patterns (count ≥ 1), sorting them in place.</summary>
@@ -348,10 +356,15 @@ internal static unsafe class MagnitudeThreshold
     }
 
     /// <summary>One task's counts in one pass over its window.</summary>
+    /// <remarks>
+    /// Collections live in native memory: freed blocks of the heap (the sample's, for one) serve
+    /// them again without the page faults of fresh memory.
+    /// </remarks>
     private sealed class Tally : IDisposable
     {
         /// <summary>Collections stop (and the window is histogrammed instead) beyond this many entries.</summary>
         private readonly long _cap;
+        private int _capacity;
 
         public Tally(Window window, bool collect, long cap)
         {
@@ -359,7 +372,8 @@ internal static unsafe class MagnitudeThreshold
             _cap = cap;
             if (collect)
             {
-                Collected = ArrayPool<uint>.Shared.Rent(1 << 12);
+                _capacity = 1 << 14;
+                Collected = (uint*)NativeMemory.Alloc((nuint)_capacity, sizeof(uint));
             }
             else
             {
@@ -376,7 +390,7 @@ internal static unsafe class MagnitudeThreshold
 
         public long[]? Histogram { get; }
 
-        public uint[]? Collected { get; private set; }
+        public uint* Collected { get; private set; }
 
         public int CollectedCount { get; private set; }
 
@@ -384,28 +398,24 @@ internal static unsafe class MagnitudeThreshold
 
         public void Collect(uint bits)
         {
-            if (Collected is not { } collected)
+            if (Collected is null)
             {
                 return;
             }
 
-            if (CollectedCount == collected.Length)
+            if (CollectedCount == _capacity)
             {
-                if (collected.Length >= _cap)
+                if (_capacity >= _cap)
                 {
-                    Overflowed = true;
-                    ArrayPool<uint>.Shared.Return(collected);
-                    Collected = null;
+                    Overflow();
                     return;
                 }
 
-                var grown = ArrayPool<uint>.Shared.Rent((int)Math.Min(_cap, 2L * collected.Length));
-                collected.AsSpan(0, CollectedCount).CopyTo(grown);
-                ArrayPool<uint>.Shared.Return(collected);
-                Collected = collected = grown;
+                _capacity = (int)Math.Min(_cap, 2L * _capacity);
+                Collected = (uint*)NativeMemory.Realloc(Collected, (nuint)_capacity * sizeof(uint));
             }
 
-            collected[CollectedCount++] = bits;
+            Collected[CollectedCount++] = bits;
         }
 
         /// <summary>Adds another piece's tally of the same window.</summary>
@@ -428,18 +438,14 @@ internal static unsafe class MagnitudeThreshold
             {
                 for (int i = 0; i < other.CollectedCount && !Overflowed; i++)
                 {
-                    Collect(other.Collected![i]);
+                    Collect(other.Collected[i]);
                 }
             }
         }
 
         private void Overflow()
         {
-            if (Collected is { } collected)
-            {
-                ArrayPool<uint>.Shared.Return(collected);
-            }
-
+            NativeMemory.Free(Collected);
             Collected = null;
             Overflowed = true;
         }
@@ -451,123 +457,75 @@ internal static unsafe class MagnitudeThreshold
                 ArrayPool<long>.Shared.Return(Histogram);
             }
 
-            if (Collected is not null)
-            {
-                ArrayPool<uint>.Shared.Return(Collected);
-                Collected = null;
-            }
+            NativeMemory.Free(Collected);
+            Collected = null;
         }
     }
 
     /// <summary>
-    /// One pass: a tally per task still searching, fed batch by batch. Tasks are spread over the
-    /// cores when there are at least as many as cores; otherwise each tensor is split over them,
-    /// into a tally per piece that <see cref="Finish"/> adds up.
+    /// One pass: a tally per task still searching and per worker, fed chunk by chunk, that
+    /// <see cref="Finish"/> adds up.
     /// </summary>
     private sealed class Pass : IDisposable
     {
-        private readonly int _cores = Environment.ProcessorCount;
-        private readonly int _active;
-        private readonly Tally?[][] _pieces; // [task][piece]; piece 0 is Tallies[task]
+        private readonly Tally?[][] _pieces; // [task][worker]
         private readonly Window?[] _windows;
         private readonly bool _collect;
         private readonly long _cap;
 
-        public Pass(Window?[] windows, bool collect, long cap)
+        public Pass(Window?[] windows, bool collect, long cap, int workers)
         {
             _windows = windows;
             _collect = collect;
             _cap = cap;
-            _active = windows.Count(w => w is not null);
-            _pieces = new Tally?[windows.Length][];
+            _pieces = windows.Select(_ => new Tally?[workers]).ToArray();
             Tallies = new Tally?[windows.Length];
         }
 
         public Tally?[] Tallies { get; }
 
-        public void Add(TaskBatch batch)
+        /// <summary>Counts a chunk for every task still searching, on the calling thread, into <paramref name="worker"/>'s tallies.</summary>
+        public void Add(int worker, TaskBatch chunk)
         {
-            if (batch.Count != _windows.Length)
+            if (chunk.Count != _windows.Length)
             {
-                throw new ArgumentException($"The batch has {batch.Count} tasks; the search has {_windows.Length}.", nameof(batch));
+                throw new ArgumentException($"The batch has {chunk.Count} tasks; the search has {_windows.Length}.", nameof(chunk));
             }
 
-            long length = batch.Length;
-            if (_active >= _cores && length * _active >= FloatKernels.MinParallelElements)
-            {
-                Parallel.For(0, _windows.Length, new ParallelOptions { MaxDegreeOfParallelism = _cores }, t =>
-                {
-                    if (Piece(t, 0) is { } tally)
-                    {
-                        Count(batch.Pointer(t), batch.BasePointer, length, tally);
-                    }
-                });
-                return;
-            }
-
-            int pieces = FloatKernels.Pieces(length);
             for (int t = 0; t < _windows.Length; t++)
             {
-                if (_windows[t] is null)
+                if (_windows[t] is { } window)
+                {
+                    var tally = _pieces[t][worker] ??= new Tally(window, _collect, _cap);
+                    Count(chunk.Pointer(t), chunk.BasePointer, chunk.Length, tally);
+                }
+            }
+        }
+
+        /// <summary>Adds the workers' tallies into <see cref="Tallies"/>.</summary>
+        public void Finish()
+        {
+            for (int t = 0; t < _windows.Length; t++)
+            {
+                if (_windows[t] is not { } window)
                 {
                     continue;
                 }
 
-                for (int p = 0; p < pieces; p++)
+                var tally = Tallies[t] = _pieces[t][0] ??= new Tally(window, _collect, _cap);
+                foreach (var other in _pieces[t].Skip(1))
                 {
-                    Piece(t, p); // made here, not inside the parallel loop
-                }
-
-                var x = (IntPtr)batch.Pointer(t);
-                var b = (IntPtr)batch.BasePointer;
-                FloatKernels.ForRanges(length, pieces, (piece, start, end) =>
-                    Count((float*)x + start, b == IntPtr.Zero ? null : (float*)b + start, end - start, _pieces[t][piece]!));
-            }
-        }
-
-        /// <summary>Adds the pieces' tallies into <see cref="Tallies"/>.</summary>
-        public void Finish()
-        {
-            for (int t = 0; t < _pieces.Length; t++)
-            {
-                if (_windows[t] is not null)
-                {
-                    Piece(t, 0);
-                }
-
-                for (int p = 1; p < (_pieces[t]?.Length ?? 0); p++)
-                {
-                    if (_pieces[t][p] is { } other)
+                    if (other is not null)
                     {
-                        Tallies[t]!.Add(other);
+                        tally.Add(other);
                     }
                 }
             }
         }
 
-        private Tally? Piece(int task, int piece)
-        {
-            if (_windows[task] is not { } window)
-            {
-                return null;
-            }
-
-            var pieces = _pieces[task] ??= new Tally?[_cores];
-            if (pieces[piece] is null)
-            {
-                pieces[piece] = new Tally(window, _collect, _cap);
-                if (piece == 0)
-                {
-                    Tallies[task] = pieces[0];
-                }
-            }
-
-            return pieces[piece];
-        }
-
         public void Dispose()
         {
-            foreach (var tally in _pieces.Where(p => p is not null).SelectMany(p => p!))
+            foreach (var tally in _pieces.SelectMany(p => p))
             {
                 tally?.Dispose();
             }
@@ -695,6 +653,6 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>The bit pattern of τ[i] = x[i] − b[i] (x[i] when b is null).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint Bits(float* x, float* b, long i) =>
+    internal static uint Bits(float* x, float* b, long i) =>
         b is null ? ((uint*)x)[i] : BitConverter.SingleToUInt32Bits(x[i] - b[i]);
 }

@@ -6,44 +6,37 @@ namespace Microsoft.ML.TaskVectors.Merging;
 
 /// <summary>
 /// The byte-level path of <see cref="ModelMerger.MergeToFile"/>: the base and the N task-vector
-/// sources as safetensors files, read one tensor at a time with no tensors in between. A read takes
-/// the tensor of every input in parallel straight into reused float32 buffers (F16 and BF16 widened
-/// exactly, as <see cref="Checkpoint.ReadFloat32"/> widens them); a merge method combines them
-/// (<see cref="LinearCombination"/> or a <see cref="TaskBatchKernel"/>) and <see cref="Write"/>
-/// streams the merged checkpoint out. Memory: N + 2 buffers the size of the largest merged tensor
-/// in float32 (the output buffer also holds the largest copied one).
+/// sources as safetensors files, read in chunks with no tensors in between. Each worker thread
+/// reads a chunk of every input straight into its own float32 buffers (F16 and BF16 widened
+/// exactly, as <see cref="Checkpoint.ReadFloat32"/> widens them), a merge method combines them
+/// (<see cref="LinearCombination"/> or a <see cref="TaskBatchKernel"/>), and the worker writes the
+/// merged chunk to its place in the output file. Chunks of 256 KB keep a worker's N + 2 buffers in
+/// its L2 cache, so the inputs go from the page cache through the cache to the output without a
+/// round trip through memory; memory use is N + 2 chunks per worker (a whole tensor for methods
+/// that rank each tensor on its own).
 /// </summary>
 internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 {
-    /// <summary>Computes the merged θ of one tensor (float32, <c>tasks.Length</c> entries) into <paramref name="merged"/>.</summary>
-    public delegate void TensorMerge(string tensorName, TaskBatch tasks, float* theta0, float* merged);
+    /// <summary>
+    /// Writes θ = θ0 + the merged delta of the tensor's entries [start, start + chunk.Length) to
+    /// <paramref name="merged"/>, on the calling thread (see <see cref="TaskBatchKernel.MergeChunk"/>).
+    /// </summary>
+    public delegate void ChunkMerge(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end);
 
     private readonly SafetensorsReader _base;
     private readonly SafetensorsReader[] _sources;
     private readonly TaskVectorPool _pool;
     private readonly HashSet<string> _merged;
-    private readonly IntPtr[] _buffers; // θ0, then one per source
-    private readonly IntPtr[] _taskBuffers;
-    private readonly float* _output;
-    private readonly long _inputBytes;
+    private readonly Workspace?[] _workspaces;
 
-    private MergeInputFiles(SafetensorsReader @base, SafetensorsReader[] sources, TaskVectorPool pool, bool differences, long inputBytes, long outputBytes)
+    private MergeInputFiles(SafetensorsReader @base, SafetensorsReader[] sources, TaskVectorPool pool, bool differences)
     {
         _base = @base;
         _sources = sources;
         _pool = pool;
         Differences = differences;
         _merged = new HashSet<string>(pool.TensorNames, StringComparer.Ordinal);
-        // Native buffers: the kernels take addresses, and these need no pinning.
-        _buffers = new IntPtr[sources.Length + 1];
-        for (int i = 0; i < _buffers.Length; i++)
-        {
-            _buffers[i] = (IntPtr)NativeMemory.AlignedAlloc((nuint)inputBytes, 64);
-        }
-
-        _taskBuffers = _buffers[1..];
-        _inputBytes = inputBytes;
-        _output = (float*)NativeMemory.AlignedAlloc((nuint)outputBytes, 64);
+        _workspaces = new Workspace?[Workers];
     }
 
     /// <summary>
@@ -95,9 +88,8 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             largest = Math.Max(largest, info.ElementCount * sizeof(float));
         }
 
-        long output = Math.Max(largest, baseReader.Tensors.Max(t => t.ByteLength));
-        // Spans stop at 2 GB: larger tensors take the tensor path.
-        return output > Array.MaxLength ? null : new MergeInputFiles(baseReader, sources, pool, differences, largest, output);
+        // Spans stop at 2 GB: larger tensors take the tensor path (a per-tensor ranking reads a tensor whole).
+        return largest > Array.MaxLength ? null : new MergeInputFiles(baseReader, sources, pool, differences);
     }
 
     /// <summary>True when the sources are θt over the base (τt = θt − θ0); false for stored τt.</summary>
@@ -113,45 +105,67 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     public long[] GetShape(string tensorName) => _pool.GetShape(tensorName);
 
     /// <inheritdoc />
-    /// <remarks>The batch holds θt with θ0 as its base, or τt alone (θ0 is then not read).</remarks>
-    public void Read(string tensorName, Action<TaskBatch> use) => use(Load(tensorName, Differences));
+    public int Workers => Environment.ProcessorCount;
 
     /// <inheritdoc />
-    /// <remarks>Each file reads only the ranges, packed one after another into its buffer.</remarks>
+    /// <remarks>The chunks hold θt with θ0 as their base, or τt alone (θ0 is then not read).</remarks>
+    public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use)
+    {
+        long length = _base.GetInfo(tensorName).ElementCount;
+        long chunk = TaskBatchKernel.ChunkEntries;
+        RunWorkers((int)((length + chunk - 1) / chunk), (worker, item) =>
+        {
+            long start = item * chunk;
+            use(worker, start, Load(worker, tensorName, start, Math.Min(chunk, length - start), Differences));
+        });
+    }
+
+    /// <inheritdoc />
+    /// <remarks>Each file reads only the ranges, packed one after another into a worker's buffers.</remarks>
     public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
     {
-        long packed = ranges.Sum(r => r.Length);
-        if (packed * sizeof(float) > _inputBytes)
+        for (int first = 0; first < ranges.Count;)
         {
-            throw new ArgumentException($"The ranges of tensor '{tensorName}' hold more entries than the tensor.", nameof(ranges));
-        }
-
-        Parallel.For(Differences ? 0 : 1, _buffers.Length, i =>
-        {
-            var reader = i == 0 ? _base : _sources[i - 1];
-            var destination = (float*)_buffers[i];
-            foreach (var (start, length) in ranges)
+            // As many ranges as fit the buffers (a longer range is read on its own, in a larger buffer).
+            int last = first;
+            long packed = ranges[first].Length;
+            while (last + 1 < ranges.Count && packed + ranges[last + 1].Length <= TaskBatchKernel.ChunkEntries)
             {
-                ReadFloat32(reader, tensorName, destination, start, length);
-                destination += length;
+                packed += ranges[++last].Length;
             }
-        });
 
-        long offset = 0;
-        foreach (var (start, length) in ranges)
-        {
-            var batch = new TaskBatch(_taskBuffers.Select(p => (IntPtr)((float*)p + offset)).ToArray(), Differences ? (float*)_buffers[0] + offset : null, length);
-            use(start, batch);
-            offset += length;
+            var space = Space(0, packed);
+            var group = ranges.Skip(first).Take(last - first + 1).ToArray();
+            Parallel.For(Differences ? 0 : 1, _sources.Length + 1, i =>
+            {
+                var destination = space.Inputs[i];
+                foreach (var (start, length) in group)
+                {
+                    ReadFloat32(i == 0 ? _base : _sources[i - 1], tensorName, destination, start, length);
+                    destination += length;
+                }
+            });
+
+            long offset = 0;
+            foreach (var (start, length) in group)
+            {
+                use(start, space.Batch(offset, length, Differences));
+                offset += length;
+            }
+
+            first = last + 1;
         }
     }
 
     /// <summary>
     /// Writes the merged checkpoint to <paramref name="outputPath"/> atomically: every base tensor in
-    /// the base's order and element type, the merged ones computed by <paramref name="merge"/> and
-    /// stored back in the base's element type, the rest copied byte for byte.
+    /// the base's order and element type, the merged ones computed chunk by chunk by
+    /// <paramref name="merge"/> (chunks of <paramref name="chunkLength"/>(tensor entries)) and stored
+    /// back in the base's element type, the rest copied byte for byte. The workers take chunks in
+    /// file order and write each to its place; when a tensor's last chunk is in, the entries its
+    /// <see cref="TensorEnd"/> names are overwritten.
     /// </summary>
-    public void Write(string outputPath, string methodName, TensorMerge merge, IProgress<double>? progress, CancellationToken cancellationToken)
+    public void Write(string outputPath, string methodName, ChunkMerge merge, Func<long, long> chunkLength, IProgress<double>? progress, CancellationToken cancellationToken)
     {
         var metadata = new Dictionary<string, string>(_base.Metadata, StringComparer.Ordinal)
         {
@@ -159,35 +173,179 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             ["merged_tasks"] = string.Join(",", _pool.TaskNames),
         };
         var tensors = _base.Tensors;
-        using var writer = SafetensorsWriter.Create(outputPath, tensors, metadata);
+        var items = new List<(int Tensor, long Start, long Length)>();
+        var chunks = new int[tensors.Count];
+        var ends = new TensorEnd?[tensors.Count];
         for (int i = 0; i < tensors.Count; i++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
             var info = tensors[i];
-            var bytes = new Span<byte>(_output, (int)info.ByteLength);
-            if (!_merged.Contains(info.Name))
+            bool merged = _merged.Contains(info.Name);
+            // Copied tensors move in chunks of the same byte size as merged float32 ones.
+            long entries = merged ? info.ElementCount : info.ByteLength;
+            long step = Math.Max(1, merged ? chunkLength(entries) : TaskBatchKernel.ChunkEntries * sizeof(float));
+            for (long start = 0; start < entries || start == 0; start += step)
             {
-                _base.ReadBytes(info.Name, bytes);
+                items.Add((i, start, Math.Min(step, entries - start)));
+                chunks[i]++;
+            }
+
+            ends[i] = merged ? new TensorEnd() : null;
+        }
+
+        using var writer = SafetensorsWriter.Create(outputPath, tensors, metadata);
+        long done = 0;
+        double reported = 0;
+        var gate = new object();
+        RunWorkers(items.Count, (worker, index) =>
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var (i, start, length) = items[index];
+            var info = tensors[i];
+            if (ends[i] is not { } end)
+            {
+                var space = Space(worker, (length + sizeof(float) - 1) / sizeof(float));
+                var bytes = new Span<byte>(space.Output, (int)length);
+                _base.ReadBytes(info.Name, start, bytes);
+                writer.WriteBytesAt(info.Name, start, bytes);
             }
             else
             {
-                merge(info.Name, Load(info.Name, withBase: true), (float*)_buffers[0], _output);
-                Narrow(_output, (int)info.ElementCount, info.DType);
+                var chunk = Load(worker, info.Name, start, length, withBase: true);
+                var space = Space(worker, length);
+                merge(info.Name, chunk, start, space.Inputs[0], space.Output, end);
+                int size = Narrow(space.Output, (int)length, info.DType);
+                writer.WriteBytesAt(info.Name, start * size, new ReadOnlySpan<byte>(space.Output, (int)length * size));
             }
 
-            writer.WriteBytes(info.Name, bytes);
-            progress?.Report((double)(i + 1) / tensors.Count);
-        }
+            if (Interlocked.Decrement(ref chunks[i]) == 0 && ends[i] is { } finished)
+            {
+                Patch(writer, info, finished.Patches);
+            }
+
+            long now = Interlocked.Increment(ref done);
+            if (progress is not null)
+            {
+                lock (gate)
+                {
+                    double fraction = (double)now / items.Count;
+                    if (fraction > reported)
+                    {
+                        progress.Report(reported = fraction);
+                    }
+                }
+            }
+        });
 
         writer.Commit();
     }
 
-    /// <summary>Reads one tensor of every source (and of the base when asked) in parallel into the buffers.</summary>
-    private TaskBatch Load(string tensorName, bool withBase)
+    /// <summary>Writes single entries of a merged tensor (θ values in float32) over what its chunks wrote.</summary>
+    private static void Patch(SafetensorsWriter writer, TensorInfo info, IReadOnlyList<(long Position, float Value)> patches)
     {
-        long length = _base.GetInfo(tensorName).ElementCount;
-        Parallel.For(withBase ? 0 : 1, _buffers.Length, i => ReadFloat32(i == 0 ? _base : _sources[i - 1], tensorName, (float*)_buffers[i], 0, length));
-        return new TaskBatch(_taskBuffers, Differences ? (float*)_buffers[0] : null, length);
+        float value = 0;
+        foreach (var (position, theta) in patches)
+        {
+            value = theta;
+            int size = Narrow(&value, 1, info.DType);
+            writer.OverwriteBytesAt(info.Name, position * size, new ReadOnlySpan<byte>(&value, size));
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(worker, item) for items 0 … count − 1, taken in order by up to
+    /// <see cref="Workers"/> threads; the first exception (cancellation included) is rethrown as itself.
+    /// </summary>
+    private void RunWorkers(int count, Action<int, int> body)
+    {
+        int next = -1;
+        try
+        {
+            Parallel.For(0, Math.Clamp(count, 1, Workers), new ParallelOptions { MaxDegreeOfParallelism = Workers }, worker =>
+            {
+                for (int item; (item = Interlocked.Increment(ref next)) < count;)
+                {
+                    body(worker, item);
+                }
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+    }
+
+    /// <summary>Reads entries [start, start + length) of every source (and of the base when asked) into the worker's buffers.</summary>
+    private TaskBatch Load(int worker, string tensorName, long start, long length, bool withBase)
+    {
+        var space = Space(worker, length);
+        if (withBase || Differences)
+        {
+            ReadFloat32(_base, tensorName, space.Inputs[0], start, length);
+        }
+
+        for (int t = 0; t < _sources.Length; t++)
+        {
+            ReadFloat32(_sources[t], tensorName, space.Inputs[t + 1], start, length);
+        }
+
+        return space.Batch(0, length, Differences);
+    }
+
+    /// <summary>The worker's buffers, grown to hold <paramref name="entries"/> float32 entries each.</summary>
+    private Workspace Space(int worker, long entries)
+    {
+        var space = _workspaces[worker];
+        if (space is null || space.Capacity < entries)
+        {
+            space?.Dispose();
+            space = _workspaces[worker] = new Workspace(_sources.Length + 1, Math.Max(entries, TaskBatchKernel.ChunkEntries));
+        }
+
+        return space;
+    }
+
+    /// <summary>A worker's float32 buffers: θ0, one per source, and the output.</summary>
+    private sealed class Workspace : IDisposable
+    {
+        public Workspace(int inputs, long capacity)
+        {
+            Capacity = capacity;
+            Inputs = new float*[inputs];
+            for (int i = 0; i < inputs; i++)
+            {
+                Inputs[i] = (float*)NativeMemory.AlignedAlloc((nuint)(capacity * sizeof(float)), 64);
+            }
+
+            Output = (float*)NativeMemory.AlignedAlloc((nuint)(capacity * sizeof(float)), 64);
+        }
+
+        public long Capacity { get; }
+
+        public float*[] Inputs { get; }
+
+        public float* Output { get; }
+
+        /// <summary>Entries [offset, offset + length) of the buffers as a batch: θt over θ0, or τt.</summary>
+        public TaskBatch Batch(long offset, long length, bool differences)
+        {
+            var tasks = new IntPtr[Inputs.Length - 1];
+            for (int t = 0; t < tasks.Length; t++)
+            {
+                tasks[t] = (IntPtr)(Inputs[t + 1] + offset);
+            }
+
+            return new(tasks, differences ? Inputs[0] + offset : null, length);
+        }
+
+        public void Dispose()
+        {
+            foreach (var p in Inputs)
+            {
+                NativeMemory.AlignedFree(p);
+            }
+
+            NativeMemory.AlignedFree(Output);
+        }
     }
 
     /// <summary>
@@ -226,21 +384,21 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 
     /// <summary>
     /// The merged float32 values in the output's element type, in place from the front: rounded to
-    /// nearest even as torch's conversion does (a NaN stays a NaN).
+    /// nearest even as torch's conversion does (a NaN stays a NaN). Returns the element size.
     /// </summary>
-    private static void Narrow(float* values, int n, TensorDType dtype)
+    private static int Narrow(float* values, int n, TensorDType dtype)
     {
         switch (dtype)
         {
             case TensorDType.F32:
-                break;
+                return sizeof(float);
             case TensorDType.F16:
                 for (int i = 0; i < n; i++)
                 {
                     ((Half*)values)[i] = (Half)values[i];
                 }
 
-                break;
+                return sizeof(ushort);
             default:
                 for (int i = 0; i < n; i++)
                 {
@@ -250,16 +408,16 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 
                 break;
         }
+
+        return sizeof(ushort);
     }
 
     /// <summary>Frees the buffers (the readers belong to the caller).</summary>
     public void Dispose()
     {
-        foreach (var b in _buffers)
+        foreach (var space in _workspaces)
         {
-            NativeMemory.AlignedFree((void*)b);
+            space?.Dispose();
         }
-
-        NativeMemory.AlignedFree(_output);
     }
 }

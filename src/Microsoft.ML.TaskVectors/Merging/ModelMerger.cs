@@ -55,15 +55,14 @@ public static class ModelMerger
         if (weights is null && kernel is null) return false;
         using var files = MergeInputFiles.TryOpen(@base, taskVectors);
         if (files is null) return false;
-        MergeInputFiles.TensorMerge merge;
         if (kernel is null)
-            merge = LinearCombination.For(weights!, files.Differences);
+            files.Write(outputPath, method.Name, LinearCombination.For(weights!, files.Differences),
+                length => Math.Min(length, TaskBatchKernel.ChunkEntries), Phase(progress, "write"), cancellationToken);
         else
         {
             kernel.Prepare(files, Phase(progress, "prepare"), cancellationToken);
-            merge = kernel.MergeOnto;
+            files.Write(outputPath, method.Name, kernel.MergeChunk, kernel.ChunkLength, Phase(progress, "write"), cancellationToken);
         }
-        files.Write(outputPath, method.Name, merge, Phase(progress, "write"), cancellationToken);
         return true;
     }
 

@@ -4,7 +4,7 @@ using System.Runtime.CompilerServices;
 namespace Microsoft.ML.TaskVectors.Merging;
 
 /// <summary>
-/// Where a <see cref="TaskBatchKernel"/> reads one tensor of every task at once: a task-vector set
+/// Where a <see cref="TaskBatchKernel"/> reads the tensors of every task at once: a task-vector set
 /// through tensors (<see cref="TaskTensors.Source"/>) or safetensors files through their bytes
 /// (the byte-level path of <see cref="ModelMerger.MergeToFile"/>).
 /// </summary>
@@ -16,14 +16,19 @@ internal interface ITaskBatchSource
     /// <summary>The tensors to merge, in a fixed order.</summary>
     IReadOnlyList<string> TensorNames { get; }
 
+    /// <summary>Threads <see cref="ReadChunks"/> spreads a tensor over.</summary>
+    int Workers { get; }
+
     /// <summary>Shape of the named tensor.</summary>
     long[] GetShape(string tensorName);
 
     /// <summary>
-    /// Reads <paramref name="tensorName"/> of every task and calls <paramref name="use"/> with it;
-    /// the batch's memory is valid, and may be written, during the call only.
+    /// Reads <paramref name="tensorName"/> of every task as consecutive chunks that cover it and
+    /// calls <paramref name="use"/>(worker, start, chunk) for each: concurrently for different
+    /// workers (0 … <see cref="Workers"/> − 1), one chunk at a time for each. A chunk's memory is
+    /// valid, and may be written, during its call only.
     /// </summary>
-    void Read(string tensorName, Action<TaskBatch> use);
+    void ReadChunks(string tensorName, Action<int, long, TaskBatch> use);
 
     /// <summary>
     /// Reads the entry ranges [Start, Start + Length) of <paramref name="tensorName"/> of every task
@@ -34,34 +39,76 @@ internal interface ITaskBatchSource
 }
 
 /// <summary>
+/// What the chunks of one tensor, merged separately, leave for the end of the tensor: TIES's vote
+/// for the tensor's majority sign, and the values that the entries waiting for it take if it is −.
+/// Thread-safe.
+/// </summary>
+internal sealed class TensorEnd
+{
+    private readonly List<(long Position, float Value)> _ifNegative = [];
+    private long _balance;
+
+    /// <summary>Adds a chunk's #(sum &gt; 0) − #(sum &lt; 0) and its undecided entries' values under the sign −.</summary>
+    public void Add(long balance, IReadOnlyList<(long Position, float Value)>? ifNegative)
+    {
+        Interlocked.Add(ref _balance, balance);
+        if (ifNegative is { Count: > 0 })
+        {
+            lock (_ifNegative)
+            {
+                _ifNegative.AddRange(ifNegative);
+            }
+        }
+    }
+
+    /// <summary>Once every chunk is in: the entries to overwrite (none when the majority sign is +).</summary>
+    public IReadOnlyList<(long Position, float Value)> Patches => Interlocked.Read(ref _balance) < 0 ? _ifNegative : [];
+}
+
+/// <summary>
 /// A merge computed entry by entry over float32 task memory (TIES, DARE, the sum of task
 /// arithmetic under DARE). The same kernel serves <see cref="MergeMethod.MergeTensor"/> over
-/// tensors and the byte-level path of <see cref="ModelMerger.MergeToFile"/>, so both give the same
-/// bits. A kernel holds what its <see cref="Prepare"/> found and serves one source.
+/// tensors and the byte-level path of <see cref="ModelMerger.MergeToFile"/>, which merges tensors
+/// chunk by chunk on several threads; both give the same bits. A kernel holds what its
+/// <see cref="Prepare"/> found and serves one source.
 /// </summary>
 internal abstract unsafe class TaskBatchKernel
 {
+    /// <summary>Entries of a chunk (256 KB of float32: the N + 2 chunks of a thread stay in its L2 cache).</summary>
+    public const long ChunkEntries = 1 << 16;
+
     /// <summary>A pass over every tensor of <paramref name="source"/> before merging; the default has none.</summary>
     public virtual void Prepare(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken) =>
         progress?.Report(1.0);
 
-    /// <summary>Writes the merged delta of <paramref name="tensorName"/> (<c>batch.Length</c> float32 entries) to <paramref name="delta"/>.</summary>
+    /// <summary>Writes the merged delta of a whole tensor (<c>batch.Length</c> float32 entries) to <paramref name="delta"/>, on every core.</summary>
     public abstract void Merge(string tensorName, TaskBatch batch, float* delta);
 
     /// <summary>
-    /// Writes θ = θ0 + delta to <paramref name="merged"/>: the delta, then θ0 added to it in float32,
-    /// which is what <see cref="MergedCheckpoint"/> does with the delta (θ0.add_(delta)).
+    /// Entries per chunk when merging a tensor of <paramref name="tensorLength"/> entries chunk by
+    /// chunk: <see cref="ChunkEntries"/>, or the whole tensor when a chunk's merge depends on the
+    /// rest of it (TIES's per-tensor ranking).
     /// </summary>
-    public void MergeOnto(string tensorName, TaskBatch batch, float* theta0, float* merged)
+    public virtual long ChunkLength(long tensorLength) => Math.Min(tensorLength, ChunkEntries);
+
+    /// <summary>
+    /// Writes θ = θ0 + delta of the tensor's entries [start, start + chunk.Length) to
+    /// <paramref name="merged"/> (θ0 at <paramref name="theta0"/>, both chunk-relative), on the
+    /// calling thread; what only the whole tensor decides goes to <paramref name="end"/>. The
+    /// default merges the chunk as a tensor, which is right for kernels that work entry by entry.
+    /// </summary>
+    public virtual void MergeChunk(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end)
     {
-        Merge(tensorName, batch, merged);
-        var (b, m) = ((IntPtr)theta0, (IntPtr)merged);
-        FloatKernels.ForRanges(batch.Length, FloatKernels.Pieces(batch.Length), (_, start, end) => Add((float*)b, (float*)m, start, end));
+        Merge(tensorName, chunk, merged);
+        AddBase(theta0, merged, 0, chunk.Length);
     }
 
-    /// <summary>m[i] = b[i] + m[i] over [start, end).</summary>
+    /// <summary>
+    /// m[i] = b[i] + m[i] over [start, end): θ0 added to the delta in float32, which is what
+    /// <see cref="MergedCheckpoint"/> does with the delta (θ0.add_(delta)).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Add(float* b, float* m, long start, long end)
+    internal static void AddBase(float* b, float* m, long start, long end)
     {
         long i = start;
         for (; i + Vector<float>.Count <= end; i += Vector<float>.Count)

@@ -163,7 +163,12 @@ internal static class TaskTensors
 
         public long[] GetShape(string tensorName) => set.GetShape(tensorName);
 
-        public void Read(string tensorName, Action<TaskBatch> use)
+        public int Workers => Environment.ProcessorCount;
+
+        public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use) =>
+            Read(tensorName, batch => FloatKernels.ForRanges(batch.Length, Workers, (worker, start, end) => use(worker, start, batch.Slice(start, end - start))));
+
+        private void Read(string tensorName, Action<TaskBatch> use)
         {
             using (var scope = torch.NewDisposeScope())
             {

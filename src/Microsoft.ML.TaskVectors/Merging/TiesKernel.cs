@@ -34,19 +34,58 @@ internal static unsafe class TiesKernel
         Merge(batch, thresholds, mean, lambda, FloatKernels.Pointer(output));
     }
 
-    /// <summary>The same into <c>batch.Length</c> float32 entries at <paramref name="output"/>.</summary>
+    /// <summary>The same into <c>batch.Length</c> float32 entries at <paramref name="output"/>, on every core.</summary>
     public static void Merge(TaskBatch batch, IReadOnlyList<float?> thresholds, bool mean, float lambda, float* output)
     {
-        int n = batch.Count;
+        var (inputs, limits) = Inputs(batch, thresholds);
         long length = batch.Length;
+        var baseValues = (IntPtr)batch.BasePointer;
+        var result = (IntPtr)output;
+        int pieces = (int)Math.Clamp(length * Math.Max(1, batch.Count) / FloatKernels.MinParallelElements, 1, Environment.ProcessorCount);
+        var end = new TensorEnd();
+        FloatKernels.ForRanges(length, pieces, (_, start, stop) =>
+        {
+            List<(long, float)>? alternatives = null;
+            long balance = Range(inputs, (float*)baseValues, limits, start, stop, mean, lambda, (float*)result, ref alternatives);
+            end.Add(balance, alternatives);
+        });
+        foreach (var (i, value) in end.Patches)
+        {
+            output[i] = value;
+        }
+    }
+
+    /// <summary>
+    /// θ0 + the merge of a chunk of a tensor, on the calling thread: entries [0, chunk.Length) of
+    /// <paramref name="merged"/> get θ0 + delta, added as <see cref="TaskBatchKernel.MergeChunk"/>
+    /// adds them; the chunk's vote for the tensor's majority sign and the values its undecided
+    /// entries take if that sign is − go to <paramref name="end"/>, at positions offset by <paramref name="start"/>.
+    /// </summary>
+    public static void MergeChunk(TaskBatch chunk, IReadOnlyList<float?> thresholds, bool mean, float lambda, long start, float* theta0, float* merged, TensorEnd end)
+    {
+        var (inputs, limits) = Inputs(chunk, thresholds);
+        List<(long Position, float Value)>? alternatives = null;
+        long balance = Range(inputs, chunk.BasePointer, limits, 0, chunk.Length, mean, lambda, merged, ref alternatives);
+        TaskBatchKernel.AddBase(theta0, merged, 0, chunk.Length);
+        if (alternatives is not null)
+        {
+            for (int k = 0; k < alternatives.Count; k++)
+            {
+                var (i, delta) = alternatives[k];
+                alternatives[k] = (start + i, theta0[i] + delta);
+            }
+        }
+
+        end.Add(balance, alternatives);
+    }
+
+    /// <summary>The tasks' memory (zero for a task that keeps nothing) and thresholds.</summary>
+    private static (IntPtr[] Inputs, float[] Limits) Inputs(TaskBatch batch, IReadOnlyList<float?> thresholds)
+    {
+        int n = batch.Count;
         if (thresholds.Count != n)
         {
             throw new ArgumentException("Every task needs a threshold.", nameof(thresholds));
-        }
-
-        if (length == 0)
-        {
-            return;
         }
 
         var inputs = new IntPtr[n];
@@ -60,37 +99,15 @@ internal static unsafe class TiesKernel
             }
         }
 
-        var baseValues = (IntPtr)batch.BasePointer;
-        var result = (IntPtr)output;
-        int pieces = (int)Math.Clamp(length * Math.Max(1, n) / FloatKernels.MinParallelElements, 1, Environment.ProcessorCount);
-        var balances = new long[pieces];
-        var ambiguous = new List<long>?[pieces];
-        FloatKernels.ForRanges(length, pieces, (piece, start, end) =>
-            balances[piece] = Range(inputs, (float*)baseValues, limits, start, end, mean, lambda, (float*)result, ref ambiguous[piece]));
-
-        // Entries whose kept values sum to 0 without all being 0 were merged with the majority sign +.
-        if (balances.Sum() >= 0)
-        {
-            return;
-        }
-
-        foreach (var list in ambiguous)
-        {
-            if (list is null)
-            {
-                continue;
-            }
-
-            foreach (long i in list)
-            {
-                ((float*)result)[i] = Element(inputs, (float*)baseValues, limits, i, mean, lambda, majority: -1, out _, out _);
-            }
-        }
+        return (inputs, limits);
     }
 
-    /// <summary>Merges [start, end); returns #(sum &gt; 0) − #(sum &lt; 0) and lists the entries that need the majority sign.</summary>
+    /// <summary>
+    /// Merges [start, end) with the majority sign +; returns #(sum &gt; 0) − #(sum &lt; 0) and lists
+    /// the entries that need the majority sign with the value they take if it is −.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static long Range(IntPtr[] inputs, float* baseValues, float[] limits, long start, long end, bool mean, float lambda, float* output, ref List<long>? ambiguous)
+    private static long Range(IntPtr[] inputs, float* baseValues, float[] limits, long start, long end, bool mean, float lambda, float* output, ref List<(long Position, float Value)>? alternatives)
     {
         int n = inputs.Length;
         int width = Vector<float>.Count;
@@ -150,7 +167,7 @@ internal static unsafe class TiesKernel
                         {
                             if (undecided[j] != 0)
                             {
-                                (ambiguous ??= []).Add(i + j);
+                                (alternatives ??= []).Add((i + j, Element(inputs, baseValues, limits, i + j, mean, lambda, majority: -1, out _, out _)));
                             }
                         }
                     }
@@ -166,7 +183,7 @@ internal static unsafe class TiesKernel
             balance += sign;
             if (undecided)
             {
-                (ambiguous ??= []).Add(i);
+                (alternatives ??= []).Add((i, Element(inputs, baseValues, limits, i, mean, lambda, majority: -1, out _, out _)));
             }
         }
 

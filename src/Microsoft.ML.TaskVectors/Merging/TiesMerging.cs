@@ -160,13 +160,21 @@ public sealed class TiesMerging : MergeMethod
             GlobalThresholds = ties.FindGlobalThresholds(source, progress, cancellationToken);
         }
 
-        public override void Merge(string tensorName, TaskBatch batch, float* delta)
-        {
-            var thresholds = ties.Ranking == TiesRanking.Global
-                ? GlobalThresholds ?? throw NotPrepared()
-                : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(ties.K, batch.Length), batch.Count).ToArray());
-            TiesKernel.Merge(batch, thresholds, ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, delta);
-        }
+        public override void Merge(string tensorName, TaskBatch batch, float* delta) =>
+            TiesKernel.Merge(batch, Thresholds(batch), ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, delta);
+
+        /// <inheritdoc />
+        /// <remarks>A tensor ranked on its own is one chunk: its thresholds need all of it.</remarks>
+        public override long ChunkLength(long tensorLength) =>
+            ties.Ranking == TiesRanking.PerTensor ? tensorLength : base.ChunkLength(tensorLength);
+
+        public override void MergeChunk(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end) =>
+            TiesKernel.MergeChunk(chunk, Thresholds(chunk), ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, start, theta0, merged, end);
+
+        /// <summary>The global thresholds, or those of the whole tensor <paramref name="batch"/> for per-tensor ranking.</summary>
+        private float?[] Thresholds(TaskBatch batch) => ties.Ranking == TiesRanking.Global
+            ? GlobalThresholds ?? throw NotPrepared()
+            : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(ties.K, batch.Length), batch.Count).ToArray());
     }
 
     private static InvalidOperationException NotPrepared() =>

@@ -130,12 +130,15 @@ public unsafe class MagnitudeSearchTests
         var sources = finetuned.Select(Checkpoint.Open).ToArray();
         using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
         using var files = MergeInputFiles.TryOpen(@base, pool)!;
-        var wholeValues = new float[3][];
-        files.Read(name, batch =>
+        // The whole tensor as the chunks give it (each chunk copied into place).
+        var wholeValues = Enumerable.Range(0, 3).Select(_ => new float[300 * 70]).ToArray();
+        files.ReadChunks(name, (_, start, chunk) =>
         {
-            for (int i = 0; i < 2; i++) wholeValues[i] = new Span<float>(batch.Pointer(i), (int)batch.Length).ToArray();
-            wholeValues[2] = new Span<float>(batch.BasePointer, (int)batch.Length).ToArray();
+            for (int i = 0; i < 3; i++)
+                new Span<float>(i < 2 ? chunk.Pointer(i) : chunk.BasePointer, (int)chunk.Length).CopyTo(wholeValues[i].AsSpan((int)start));
         });
+        using (var expected = pool.Get(1, name))
+            Assert.That(wholeValues[1].Zip(wholeValues[2], (f, b) => f - b).ToArray(), Is.EqualTo(expected.data<float>().ToArray()), "chunks hold θt and θ0");
         (long, long)[] ranges = [(0, 5), (64, 1000), (20_000, 1)];
         int seen = 0;
         files.ReadRanges(name, ranges, (start, batch) =>
@@ -151,7 +154,7 @@ public unsafe class MagnitudeSearchTests
         foreach (var s in sources) s.Dispose();
     }
 
-    /// <summary>A source that counts whole-tensor reads and sampled entries.</summary>
+    /// <summary>A source that counts tensor reads and sampled entries.</summary>
     private sealed class CountingSource(ITaskBatchSource inner) : ITaskBatchSource
     {
         public int Reads { get; private set; }
@@ -162,12 +165,14 @@ public unsafe class MagnitudeSearchTests
 
         public IReadOnlyList<string> TensorNames => inner.TensorNames;
 
+        public int Workers => inner.Workers;
+
         public long[] GetShape(string tensorName) => inner.GetShape(tensorName);
 
-        public void Read(string tensorName, Action<TaskBatch> use)
+        public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use)
         {
             Reads++;
-            inner.Read(tensorName, use);
+            inner.ReadChunks(tensorName, use);
         }
 
         public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
