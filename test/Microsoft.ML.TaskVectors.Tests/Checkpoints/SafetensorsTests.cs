@@ -133,6 +133,60 @@ public class SafetensorsTests
     }
 
     [Test]
+    public void WriterTakesPartsInAnyOrderFromSeveralThreads_AndReadsThemBack()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("parts.safetensors");
+        var a = Enumerable.Range(0, 1000).Select(i => (float)i).ToArray();
+        var b = new byte[] { 9, 8, 7 };
+        var tensors = new[] { new TensorInfo("a", TensorDType.F32, new long[] { 10, 100 }), new TensorInfo("b", TensorDType.U8, new long[] { 3 }) };
+        using (var w = SafetensorsWriter.Create(path, tensors))
+        {
+            var bytes = Floats(a);
+            // 13 parts of the float tensor, written backwards and two at a time, then the byte tensor.
+            Parallel.ForEach(Enumerable.Range(0, 13).Reverse(), new ParallelOptions { MaxDegreeOfParallelism = 2 }, k =>
+            {
+                int start = k * 4 * 77, end = Math.Min(bytes.Length, start + 4 * 77);
+                w.WriteBytesAt("a", start, bytes.AsSpan(start, end - start));
+            });
+            w.WriteBytesAt("b", 0, b);
+            w.OverwriteBytesAt("a", 4 * 5, BitConverter.GetBytes(-1f)); // a correction, not counted
+            Assert.Throws<InvalidOperationException>(() => w.WriteBytes("a", bytes), "whole writes after parts");
+            w.Commit();
+        }
+
+        using var r = SafetensorsReader.Open(path);
+        a[5] = -1f;
+        Assert.That(r.ReadFloat32("a").data<float>().ToArray(), Is.EqualTo(a));
+        var back = new byte[3];
+        r.ReadBytes("b", back);
+        Assert.That(back, Is.EqualTo(b));
+        var part = new byte[8];
+        r.ReadBytes("a", 4 * 998, part);
+        Assert.That(part, Is.EqualTo(Floats(998f, 999f)), "a part of a tensor reads alone");
+        Assert.Throws<ArgumentOutOfRangeException>(() => r.ReadBytes("a", 4 * 999, part));
+        Assert.That(new FileInfo(path).Length, Is.EqualTo(8 + BitConverter.ToInt64(File.ReadAllBytes(path), 0) + 4003), "no bytes beyond the data");
+    }
+
+    [Test]
+    public void WriterInPartsRefusesMissingBytesAndPartsOutsideTheTensor()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("short.safetensors");
+        using (var w = SafetensorsWriter.Create(path, new[] { new TensorInfo("x", TensorDType.F32, new long[] { 4 }) }))
+        {
+            w.WriteBytesAt("x", 0, Floats(1f, 2f, 3f));
+            var outside = Assert.Throws<ArgumentOutOfRangeException>(() => w.WriteBytesAt("x", 12, Floats(1f, 2f)));
+            Assert.That(outside!.Message, Does.Contain("'x'"));
+            Assert.Throws<ArgumentException>(() => w.WriteBytesAt("y", 0, Floats(1f)));
+            var missing = Assert.Throws<InvalidOperationException>(() => w.Commit());
+            Assert.That(missing!.Message, Does.Contain("'x' got 12 of its 16 bytes"));
+        }
+
+        Assert.That(File.Exists(path), Is.False, "nothing is left behind");
+    }
+
+    [Test]
     public void RejectsHeaderOverTheLimit() =>
         Assert.That(Malformed(HandWritten("{}", Array.Empty<byte>(), declaredHeaderLength: 100_000_001)), Does.Contain("exceeds the limit"));
 
