@@ -11,13 +11,19 @@ namespace Microsoft.ML.TaskVectors.Cli.Bench;
 
 /// <summary>
 /// Merging N random task vectors of a ViT-sized model against simply reading the N+1 files: time,
-/// and peak resident memory above what the process held before the merge.
+/// and peak resident memory above what the process held before the merge. Two reads are timed:
+/// the library's reader as a user calls it (each tensor of each file in turn, the baseline of the
+/// goal), and the byte-level merge's own reading without the merge (chunks of every file on every
+/// core), the floor of any merge that reads each input once.
 /// </summary>
 internal static class MergeBenchmark
 {
-    public sealed record MethodResult(string Method, double Seconds, double RatioToRead, long PeakBytes, double PeakOverCheckpoint);
+    public sealed record MethodResult(string Method, double Seconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint);
 
-    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking);
+    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking);
+
+    /// <summary>The measurement of reading the files as the byte-level merge does, without merging.</summary>
+    public const string ChunkedRead = "read-chunks";
 
     /// <summary>
     /// Runs the benchmark: each measurement (reading the files, then each method) in a fresh child
@@ -33,22 +39,27 @@ internal static class MergeBenchmark
         runChild("read", Args("read")); // warms the page cache
         var read = runChild("read", Args("read"));
         log.WriteLine($"read {tasks + 1} files ({(tasks + 1) * checkpointBytes / 1e9:F2} GB): {read.Seconds:F2} s, peak +{read.PeakBytes / 1e6:F0} MB");
+        var chunked = runChild(ChunkedRead, Args(ChunkedRead));
+        log.WriteLine($"read them in chunks on every core: {chunked.Seconds:F2} s, peak +{chunked.PeakBytes / 1e6:F0} MB");
         var results = new List<MethodResult>();
         foreach (var name in methods)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var m = runChild(name, Args(name));
-            var r = new MethodResult(name, m.Seconds, m.Seconds / read.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
+            var r = new MethodResult(name, m.Seconds, m.Seconds / read.Seconds, m.Seconds / chunked.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
             results.Add(r);
-            log.WriteLine($"{name}: {m.Seconds:F2} s ({r.RatioToRead:F2}× read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
+            log.WriteLine($"{name}: {m.Seconds:F2} s ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
-        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, results, ranking);
+        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking);
     }
 
     /// <summary>Time and peak resident memory above the process's size before the work.</summary>
     public sealed record Measurement(double Seconds, long PeakBytes);
 
-    /// <summary>One measurement in this process: "read" (read the N+1 files) or a merge method's name (TIES ranking "global" or "per-tensor").</summary>
+    /// <summary>
+    /// One measurement in this process: "read" (read the N+1 files tensor by tensor), <see cref="ChunkedRead"/>
+    /// (read them as the byte-level merge does) or a merge method's name (TIES ranking "global" or "per-tensor").
+    /// </summary>
     public static Measurement Measure(string workDirectory, int tasks, string what, string ranking, CancellationToken cancellationToken)
     {
         var basePath = Path.Combine(workDirectory, "base.safetensors");
@@ -67,8 +78,17 @@ internal static class MergeBenchmark
             try
             {
                 using var pool = TaskVectorPool.FromCheckpoints(@base, fts);
-                var options = new MergeMethodOptions { Ranking = ranking == "per-tensor" ? TiesRanking.PerTensor : TiesRanking.Global };
-                ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what, options), output, cancellationToken: cancellationToken);
+                if (what == ChunkedRead)
+                {
+                    using var files = MergeInputFiles.TryOpen(@base, pool) ?? throw new InvalidOperationException("The benchmark's files do not take the byte-level path.");
+                    foreach (var name in pool.TensorNames)
+                        files.ReadChunks(name, (_, _, _) => cancellationToken.ThrowIfCancellationRequested());
+                }
+                else
+                {
+                    var options = new MergeMethodOptions { Ranking = ranking == "per-tensor" ? TiesRanking.PerTensor : TiesRanking.Global };
+                    ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what, options), output, cancellationToken: cancellationToken);
+                }
             }
             finally
             {
@@ -142,11 +162,13 @@ internal static class MergeBenchmark
         parameters = r.Parameters,
         checkpoint_bytes = r.CheckpointBytes,
         read_seconds = r.ReadSeconds,
+        chunked_read_seconds = r.ChunkedReadSeconds,
         ties_ranking = r.Ranking,
         methods = r.Methods.ToDictionary(m => m.Method, m => new
         {
             seconds = m.Seconds,
             ratio_to_read = m.RatioToRead,
+            ratio_to_chunked_read = m.RatioToChunkedRead,
             peak_bytes = m.PeakBytes,
             peak_over_checkpoint = m.PeakOverCheckpoint,
         }),

@@ -162,12 +162,33 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
             (float*)data - first, @base == IntPtr.Zero ? null : (float*)@base - first, first + start, first + end, key, threshold, scale));
     }
 
-    /// <summary>Entries [start, end): 8 at a time with 256-bit vectors where available, then one by one.</summary>
+    /// <summary>Entries [start, end): 16 or 8 at a time with 512- or 256-bit vectors where available, then one by one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void DropRange(float* x, float* b, long start, long end, ulong key, ulong threshold, float scale)
     {
         long i = start;
-        if (Vector256.IsHardwareAccelerated)
+        if (Vector512.IsHardwareAccelerated)
+        {
+            // Lanes hold the SplitMix64 states of entries i … i+15 with Mix's own +γ already added.
+            ulong first = unchecked(key + ((ulong)i + 1) * Gamma);
+            var low = Vector512.Create(first, unchecked(first + Gamma), unchecked(first + 2 * Gamma), unchecked(first + 3 * Gamma),
+                unchecked(first + 4 * Gamma), unchecked(first + 5 * Gamma), unchecked(first + 6 * Gamma), unchecked(first + 7 * Gamma));
+            var high = low + Vector512.Create(unchecked(8 * Gamma));
+            var step = Vector512.Create(unchecked(16 * Gamma));
+            var limit = Vector512.Create(threshold);
+            var factor = Vector512.Create(scale);
+            for (; i + 16 <= end; i += 16)
+            {
+                var keep = Vector512.Narrow(
+                    Vector512.GreaterThanOrEqual(Finalize(low), limit),
+                    Vector512.GreaterThanOrEqual(Finalize(high), limit));
+                var tau = b is null ? Vector512.Load(x + i) : Vector512.Load(x + i) - Vector512.Load(b + i);
+                ((tau * factor).AsUInt32() & keep).AsSingle().Store(x + i);
+                low += step;
+                high += step;
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
         {
             // Lanes hold the SplitMix64 states of entries i … i+7 with Mix's own +γ already added.
             ulong first = unchecked(key + ((ulong)i + 1) * Gamma);
@@ -197,6 +218,15 @@ internal sealed class DropAndRescaleTaskVectorSet : ITaskVectorSet
             float tau = b is null ? x[i] : x[i] - b[i];
             ((uint*)x)[i] = BitConverter.SingleToUInt32Bits(tau * scale) & keep;
         }
+    }
+
+    /// <summary>SplitMix64's output function (<see cref="StableHash.Mix"/> without its +γ) on eight lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ulong> Finalize(Vector512<ulong> z)
+    {
+        z = (z ^ (z >> 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
+        z = (z ^ (z >> 27)) * Vector512.Create(0x94D049BB133111EBUL);
+        return z ^ (z >> 31);
     }
 
     /// <summary>SplitMix64's output function (<see cref="StableHash.Mix"/> without its +γ) on four lanes.</summary>

@@ -38,8 +38,8 @@ internal static unsafe class MagnitudeThreshold
     /// <summary>Tensors up to this many entries are ranked by sorting their magnitude bits rather than by passes.</summary>
     internal const int SortLimit = 1 << 16;
 
-    /// <summary>Fewest entries for which a sample is taken first; below this the two histogram passes are cheap enough.</summary>
-    internal const long SampledFrom = 1 << 20;
+    /// <summary>Fewest entries for which a sample is taken first (a few blocks); below this the two histogram passes are cheap enough.</summary>
+    internal const long SampledFrom = 1 << 18;
 
     internal const uint MagnitudeMask = 0x7FFF_FFFF;
 
@@ -212,6 +212,54 @@ internal static unsafe class MagnitudeThreshold
     }
 
     /// <summary>
+    /// The exact count(d)-th largest |τt| of every tensor of <paramref name="source"/> on its own
+    /// (d its entries; null where the count is 0), by tensor name. A tensor of one chunk is ranked in
+    /// memory; a larger one is searched as a source of its own (a sample, then usually one pass).
+    /// </summary>
+    public static Dictionary<string, float?[]> FindPerTensor(ITaskBatchSource source, Func<long, long> count, IProgress<double>? progress, CancellationToken cancellationToken)
+    {
+        var thresholds = new Dictionary<string, float?[]>(StringComparer.Ordinal);
+        var names = source.TensorNames;
+        progress?.Report(0.0);
+        for (int i = 0; i < names.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var name = names[i];
+            long length = source.GetShape(name).Aggregate(1L, (a, b) => a * b);
+            var counts = Enumerable.Repeat(count(length), source.Count).ToArray();
+            if (length <= TaskBatchKernel.ChunkEntries)
+            {
+                source.ReadChunks(name, (_, _, chunk) => thresholds[name] = Find(chunk, counts));
+            }
+            else
+            {
+                thresholds[name] = Find(new OneTensor(source, name), counts, null, cancellationToken);
+            }
+
+            progress?.Report((i + 1.0) / names.Count);
+        }
+
+        return thresholds;
+    }
+
+    /// <summary>One tensor of a source, as a source.</summary>
+    private sealed class OneTensor(ITaskBatchSource source, string name) : ITaskBatchSource
+    {
+        public int Count => source.Count;
+
+        public IReadOnlyList<string> TensorNames { get; } = [name];
+
+        public int Workers => source.Workers;
+
+        public long[] GetShape(string tensorName) => source.GetShape(tensorName);
+
+        public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use) => source.ReadChunks(tensorName, use);
+
+        public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
+            source.ReadRanges(tensorName, ranges, use);
+    }
+
+    /// <summary>
     /// The search: passes over the stream until every task's count-th largest |τ| is known exactly.
     /// A first pass over guessed windows collects the entries inside them (up to 1/(8N) of the
     /// <paramref name="total"/> entries per task, so at most half a float32 copy in all); later
@@ -285,17 +333,42 @@ internal static unsafe class MagnitudeThreshold
         return result;
     }
 
-    /// <summary>The need-th largest of a tally's collected bit patterns, in memory.</summary>
+    /// <summary>
+    /// The need-th largest of a tally's collected bit patterns, in place: a radix select over 11, 10
+    /// and 10 bits, each round keeping only the entries of the bin that holds the answer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint SelectCollected(Tally tally, long need)
     {
-        var bits = new Span<uint>(tally.Collected, tally.CollectedCount);
-        if (bits.Length <= SortLimit)
+        uint* bits = tally.Collected;
+        long count = tally.CollectedCount;
+        uint prefix = 0;
+        Span<long> histogram = stackalloc long[1 << 11];
+        foreach (var (shift, width) in new[] { (20, 11), (10, 10), (0, 10) })
         {
-            return BitConverter.SingleToUInt32Bits(BySorting(bits, need));
+            uint mask = (1u << width) - 1;
+            var h = histogram[..(1 << width)];
+            h.Clear();
+            for (long i = 0; i < count; i++)
+            {
+                h[(int)((bits[i] >> shift) & mask)]++;
+            }
+
+            (int bin, need) = Walk(h, need);
+            prefix |= (uint)bin << shift;
+            long kept = 0;
+            for (long i = 0; i < count; i++)
+            {
+                if (((bits[i] >> shift) & mask) == (uint)bin)
+                {
+                    bits[kept++] = bits[i];
+                }
+            }
+
+            count = kept;
         }
 
-        var batch = new TaskBatch([(IntPtr)tally.Collected], null, bits.Length);
-        return BitConverter.SingleToUInt32Bits(Select(1, Environment.ProcessorCount, InMemory(batch), [need], guesses: null, bits.Length)[0]!.Value);
+        return prefix;
     }
 
     /// <summary>The count-th largest of magnitude bit patterns (count ≥ 1), sorting them in place.</summary>

@@ -142,39 +142,56 @@ public sealed class TiesMerging : MergeMethod
         return MagnitudeThreshold.Find(source, Enumerable.Repeat(keep, source.Count).ToArray(), progress, cancellationToken);
     }
 
-    /// <summary>TIES over task memory, with the global thresholds its <see cref="Prepare"/> found or each tensor's own.</summary>
+    /// <summary>
+    /// TIES over task memory, with the thresholds its <see cref="Prepare"/> found: each task's global
+    /// one, or with per-tensor ranking each tensor's own (a kernel that was not prepared ranks each
+    /// whole tensor it merges).
+    /// </summary>
     private sealed unsafe class Kernel(TiesMerging ties) : TaskBatchKernel
     {
+        private Dictionary<string, float?[]>? _perTensor;
+
         /// <summary>Each task's global threshold once prepared (global ranking only).</summary>
         public float?[]? GlobalThresholds { get; private set; }
 
         public override void Prepare(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken)
         {
             GlobalThresholds = null;
-            if (ties.Ranking != TiesRanking.Global)
+            _perTensor = null;
+            if (ties.Ranking == TiesRanking.Global)
             {
-                progress?.Report(1.0);
-                return;
+                GlobalThresholds = ties.FindGlobalThresholds(source, progress, cancellationToken);
             }
-
-            GlobalThresholds = ties.FindGlobalThresholds(source, progress, cancellationToken);
+            else
+            {
+                _perTensor = MagnitudeThreshold.FindPerTensor(source, length => MagnitudeThreshold.KeepCount(ties.K, length), progress, cancellationToken);
+            }
         }
 
         public override void Merge(string tensorName, TaskBatch batch, float* delta) =>
-            TiesKernel.Merge(batch, Thresholds(batch), ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, delta);
-
-        /// <inheritdoc />
-        /// <remarks>A tensor ranked on its own is one chunk: its thresholds need all of it.</remarks>
-        public override long ChunkLength(long tensorLength) =>
-            ties.Ranking == TiesRanking.PerTensor ? tensorLength : base.ChunkLength(tensorLength);
+            TiesKernel.Merge(batch, Thresholds(tensorName, batch), ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, delta);
 
         public override void MergeChunk(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end) =>
-            TiesKernel.MergeChunk(chunk, Thresholds(chunk), ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, start, theta0, merged, end);
+            TiesKernel.MergeChunk(chunk, Thresholds(tensorName, null), ties.Aggregation == TiesAggregation.DisjointMean, (float)ties.Lambda, start, theta0, merged, end);
 
-        /// <summary>The global thresholds, or those of the whole tensor <paramref name="batch"/> for per-tensor ranking.</summary>
-        private float?[] Thresholds(TaskBatch batch) => ties.Ranking == TiesRanking.Global
-            ? GlobalThresholds ?? throw NotPrepared()
-            : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(ties.K, batch.Length), batch.Count).ToArray());
+        /// <summary>The prepared thresholds, or those of the whole tensor <paramref name="batch"/> for per-tensor ranking.</summary>
+        private float?[] Thresholds(string tensorName, TaskBatch? batch)
+        {
+            if (ties.Ranking == TiesRanking.Global)
+            {
+                return GlobalThresholds ?? throw NotPrepared();
+            }
+
+            if (_perTensor is not null)
+            {
+                return _perTensor.TryGetValue(tensorName, out var prepared) ? prepared
+                    : throw new InvalidOperationException($"TIES was prepared for other tensors than '{tensorName}'.");
+            }
+
+            return batch is null
+                ? throw new InvalidOperationException("TIES with per-tensor ranking merges chunks only once prepared.")
+                : MagnitudeThreshold.Find(batch, Enumerable.Repeat(MagnitudeThreshold.KeepCount(ties.K, batch.Length), batch.Count).ToArray());
+        }
     }
 
     private static InvalidOperationException NotPrepared() =>

@@ -98,9 +98,9 @@ public class ByteLevelMergeTests
 
     [TestCase(ScalarType.Float32)]
     [TestCase(ScalarType.BFloat16)]
-    public void GlobalTiesOverASampledModelEqualsTheTensorPathBitForBit(ScalarType dtype)
+    public void TiesOverSampledTensorsEqualsTheTensorPathBitForBit(ScalarType dtype)
     {
-        // Over MagnitudeThreshold.SampledFrom entries: the byte-level path samples ranges of the files.
+        // Over MagnitudeThreshold.SampledFrom entries (the model, and one tensor on its own): the byte-level path samples ranges of the files.
         using var scope = NewDisposeScope();
         using var dir = new TempDirectory();
         var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2, dtype, seed: 9, layout: [.. LayoutWithLargeTensor, ("vision_model.encoder.layers.2.mlp.fc1.weight", [1100, 1000])]);
@@ -110,6 +110,8 @@ public class ByteLevelMergeTests
         Assert.That(pool.TensorNames.Sum(n => pool.GetShape(n).Aggregate(1L, (a, b) => a * b)), Is.GreaterThan(MagnitudeThreshold.SampledFrom));
         AssertSameFileAsTensorPath(dir, @base, pool, () => new TiesMerging(k: 0.2), $"ties global, {dtype}");
         AssertSameFileAsTensorPath(dir, @base, pool, () => new DareMerging(new TiesMerging(k: 0.3), p: 0.3, seed: 5), $"dare-ties global, {dtype}");
+        AssertSameFileAsTensorPath(dir, @base, pool, () => new TiesMerging(k: 0.2, ranking: TiesRanking.PerTensor), $"ties per-tensor, {dtype}");
+        AssertSameFileAsTensorPath(dir, @base, pool, () => new DareMerging(new TiesMerging(k: 0.3, ranking: TiesRanking.PerTensor), p: 0.3, seed: 5), $"dare-ties per-tensor, {dtype}");
         foreach (var s in sources) s.Dispose();
     }
 
