@@ -20,14 +20,14 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// Without a guess the first window is every bit pattern, histogrammed at 2^15 patterns per bin, and
 /// the second pass counts inside the one bin that holds the answer: two passes. A sample of about
 /// 1/64 of the entries (blocks at seeded positions) gives a guess instead: a window that holds the
-/// answer with overwhelming probability and a few percent of the entries, which one pass collects
-/// and selects from in memory. A guess that misses costs passes, never exactness: the counts show
-/// which side the answer is on, and the search goes on from there.
+/// answer with overwhelming probability and a few percent of the entries at most, which one pass
+/// collects and a radix select settles in memory. A guess that misses costs passes, never
+/// exactness: the counts show which side the answer is on, and the search goes on from there.
 /// </para>
 /// <para>
 /// The passes run as C# kernels over the tensors' float32 memory (τ = θ − θ0 formed in registers
-/// with the same float32 subtraction torch does), vectorised, with the tasks spread over the cores
-/// or a single tensor split over them.
+/// with the same float32 subtraction torch does), vectorised, on every core: each worker counts
+/// its own chunks into tallies of its own, added up at the end of the pass.
 /// </para>
 /// </remarks>
 internal static unsafe class MagnitudeThreshold
@@ -41,6 +41,7 @@ internal static unsafe class MagnitudeThreshold
     /// <summary>Fewest entries for which a sample is taken first (a few blocks); below this the two histogram passes are cheap enough.</summary>
     internal const long SampledFrom = 1 << 18;
 
+    /// <summary>Clears the sign bit: |x|'s bit pattern from x's.</summary>
     internal const uint MagnitudeMask = 0x7FFF_FFFF;
 
     /// <summary>One past the largest magnitude bit pattern.</summary>
