@@ -672,13 +672,7 @@ internal static unsafe class MagnitudeThreshold
                 if (m != 0)
                 {
                     v.AsUInt32().Store(lanes);
-                    within += BitOperations.PopCount(m);
-                    do
-                    {
-                        inside.Add(lanes[BitOperations.TrailingZeroCount(m)]);
-                        m &= m - 1;
-                    }
-                    while (m != 0);
+                    within += Lanes(m, lanes, ref inside);
                 }
             }
         }
@@ -696,13 +690,7 @@ internal static unsafe class MagnitudeThreshold
                 if (m != 0)
                 {
                     v.AsUInt32().Store(lanes);
-                    within += BitOperations.PopCount(m);
-                    do
-                    {
-                        inside.Add(lanes[BitOperations.TrailingZeroCount(m)]);
-                        m &= m - 1;
-                    }
-                    while (m != 0);
+                    within += Lanes(m, lanes, ref inside);
                 }
             }
         }
@@ -723,6 +711,20 @@ internal static unsafe class MagnitudeThreshold
 
         insideCount = within;
         return above;
+    }
+
+    /// <summary>Hands the lanes set in <paramref name="mask"/> to <paramref name="inside"/>; returns how many there were.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Lanes<TInside>(ulong mask, uint* lanes, ref TInside inside)
+        where TInside : struct, IInside
+    {
+        int count = BitOperations.PopCount(mask);
+        for (; mask != 0; mask &= mask - 1)
+        {
+            inside.Add(lanes[BitOperations.TrailingZeroCount(mask)]);
+        }
+
+        return count;
     }
 
     /// <summary>The bit pattern of τ[i] = x[i] − b[i] (x[i] when b is null).</summary>
