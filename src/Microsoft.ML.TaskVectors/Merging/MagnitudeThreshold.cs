@@ -78,11 +78,11 @@ internal static unsafe class MagnitudeThreshold
     /// by <paramref name="readPass"/> (called once per pass, twice in all), or null when count is 0.
     /// </summary>
     public static float? Find(long count, Action<Action<torch.Tensor>> readPass) =>
-        Select(1, 1, visit => readPass(tensor =>
+        Select([new Group(0, [count], null, visit => readPass(tensor =>
         {
             using var scope = torch.NewDisposeScope();
             visit(0, new TaskTensorBatch([tensor]));
-        }), [count], guesses: null, total: 0)[0];
+        }))], workers: 1)[0][0];
 
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| of each task's tensor in the batch
@@ -134,7 +134,7 @@ internal static unsafe class MagnitudeThreshold
             guesses = sample.Guess(counts, batch.Length);
         }
 
-        return Select(n, Environment.ProcessorCount, InMemory(batch), counts, guesses, batch.Length);
+        return Select([new Group(batch.Length, counts, guesses, InMemory(batch))], Environment.ProcessorCount)[0];
     }
 
     /// <summary>A pass over an in-memory batch: its entries split over the cores.</summary>
@@ -143,7 +143,7 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>The search over an in-memory batch from the given first windows (collected), whether or not they hold the answers.</summary>
     internal static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts, Window[] firstWindows) =>
-        Select(batch.Count, Environment.ProcessorCount, InMemory(batch), counts, firstWindows, batch.Length);
+        Select([new Group(batch.Length, counts, firstWindows, InMemory(batch))], Environment.ProcessorCount)[0];
 
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| over every tensor of
@@ -162,38 +162,15 @@ internal static unsafe class MagnitudeThreshold
             throw new ArgumentException($"One count per task is needed, none above the {total} entries.", nameof(counts));
         }
 
-        Window[]? guesses = null;
-        if (total >= SampledFrom && counts.Any(c => c > 0))
-        {
-            // Block positions are taken over the tensors as one stream, then made relative to each tensor.
-            var blocks = new (long Start, long Length)[names.Count][];
-            long offset = 0;
-            for (int i = 0; i < names.Count; i++)
-            {
-                long first = offset;
-                blocks[i] = MagnitudeSample.Blocks(offset, lengths[i], MagnitudeSample.StreamBlock, MagnitudeSample.StreamStride)
-                    .Select(b => (b.Start - first, b.Length)).ToArray();
-                offset += lengths[i];
-            }
-
-            using var sample = new MagnitudeSample(n, blocks.Sum(b => b.Sum(r => r.Length)));
-            for (int i = 0; i < names.Count; i++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                if (blocks[i].Length > 0)
-                {
-                    source.ReadRanges(names[i], blocks[i], (_, batch) => sample.Add(batch));
-                }
-            }
-
-            guesses = sample.Guess(counts, total);
-        }
+        progress?.Report(0.0);
+        var guesses = total >= SampledFrom && counts.Any(c => c > 0)
+            ? Sample(source, names, lengths, counts, MagnitudeSample.StreamStride, cancellationToken)
+            : null;
 
         // Progress assumes the passes a good guess needs (one, or two without a guess) and never goes back.
         int passes = 0, expected = guesses is null ? 2 : 1;
         double reported = 0;
-        progress?.Report(0.0);
-        var thresholds = Select(n, source.Workers, visit =>
+        var thresholds = Select([new Group(total, counts, guesses, visit =>
         {
             for (int i = 0; i < names.Count; i++)
             {
@@ -207,19 +184,52 @@ internal static unsafe class MagnitudeThreshold
             }
 
             passes++;
-        }, counts, guesses, total);
+        })], source.Workers)[0];
         progress?.Report(1.0);
         return thresholds;
     }
 
     /// <summary>
+    /// Guessed windows for <paramref name="names"/> taken as one stream, from blocks at one per
+    /// <paramref name="stride"/> entries (positions over the stream, read per tensor); null when the
+    /// sample is too small to guess from.
+    /// </summary>
+    private static Window[]? Sample(ITaskBatchSource source, IReadOnlyList<string> names, IReadOnlyList<long> lengths, IReadOnlyList<long> counts,
+        int stride, CancellationToken cancellationToken)
+    {
+        var blocks = new (long Start, long Length)[names.Count][];
+        long offset = 0;
+        for (int i = 0; i < names.Count; i++)
+        {
+            long first = offset;
+            blocks[i] = MagnitudeSample.Blocks(offset, lengths[i], MagnitudeSample.StreamBlock, stride)
+                .Select(b => (b.Start - first, b.Length)).ToArray();
+            offset += lengths[i];
+        }
+
+        using var sample = new MagnitudeSample(source.Count, blocks.Sum(b => b.Sum(r => r.Length)));
+        for (int i = 0; i < names.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (blocks[i].Length > 0)
+            {
+                source.ReadRanges(names[i], blocks[i], (_, batch) => sample.Add(batch));
+            }
+        }
+
+        return sample.Guess(counts, offset);
+    }
+
+    /// <summary>
     /// The exact count(d)-th largest |τt| of every tensor of <paramref name="source"/> on its own
     /// (d its entries; null where the count is 0), by tensor name. A tensor of one chunk is ranked in
-    /// memory; a larger one is searched as a source of its own (a sample, then usually one pass).
+    /// memory. Larger ones are each sampled (1/64 of their entries) and then searched together: a
+    /// pass reads every tensor that still has a search open, usually once.
     /// </summary>
     public static Dictionary<string, float?[]> FindPerTensor(ITaskBatchSource source, Func<long, long> count, IProgress<double>? progress, CancellationToken cancellationToken)
     {
         var thresholds = new Dictionary<string, float?[]>(StringComparer.Ordinal);
+        var groups = new List<(string Name, Group Group)>();
         var names = source.TensorNames;
         progress?.Report(0.0);
         for (int i = 0; i < names.Count; i++)
@@ -231,107 +241,114 @@ internal static unsafe class MagnitudeThreshold
             if (length <= TaskBatchKernel.ChunkEntries)
             {
                 source.ReadChunks(name, (_, _, chunk) => thresholds[name] = Find(chunk, counts));
-            }
-            else
-            {
-                thresholds[name] = Find(new OneTensor(source, name), counts, null, cancellationToken);
+                continue;
             }
 
-            progress?.Report((i + 1.0) / names.Count);
+            var guesses = length >= SampledFrom && counts[0] > 0
+                ? Sample(source, [name], [length], counts, MagnitudeSample.StreamStride, cancellationToken)
+                : null;
+            groups.Add((name, new Group(length, counts, guesses, visit =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                source.ReadChunks(name, (worker, _, chunk) => visit(worker, chunk));
+            })));
         }
 
+        var found = Select(groups.Select(g => g.Group).ToArray(), source.Workers);
+        for (int g = 0; g < groups.Count; g++)
+        {
+            thresholds[groups[g].Name] = found[g];
+        }
+
+        progress?.Report(1.0);
         return thresholds;
     }
 
-    /// <summary>One tensor of a source, as a source.</summary>
-    private sealed class OneTensor(ITaskBatchSource source, string name) : ITaskBatchSource
-    {
-        public int Count => source.Count;
-
-        public IReadOnlyList<string> TensorNames { get; } = [name];
-
-        public int Workers => source.Workers;
-
-        public long[] GetShape(string tensorName) => source.GetShape(tensorName);
-
-        public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use) => source.ReadChunks(tensorName, use);
-
-        public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
-            source.ReadRanges(tensorName, ranges, use);
-    }
+    /// <summary>
+    /// One stream searched for each task's count-th largest |τ|: its entries, the rank sought per
+    /// task (0: none), first windows (null: every magnitude) and a pass over it, which calls the
+    /// visitor with each chunk and the index of the worker thread holding it (one chunk at a time per worker).
+    /// </summary>
+    private sealed record Group(long Total, IReadOnlyList<long> Counts, Window[]? Guesses, Action<Action<int, TaskBatch>> Read);
 
     /// <summary>
-    /// The search: passes over the stream until every task's count-th largest |τ| is known exactly.
-    /// A first pass over guessed windows collects the entries inside them (up to 1/(8N) of the
-    /// <paramref name="total"/> entries per task, so at most half a float32 copy in all); later
-    /// passes histogram.
+    /// The search: passes over the groups until every task's count-th largest |τ| in each is known
+    /// exactly. A pass reads each group that still has a search open and settles that group before
+    /// reading the next, so only one group's tallies exist at a time. A group's first pass over
+    /// guessed windows collects the entries inside them (per task up to 1M entries or 1/(8N) of the
+    /// group's, at most half a float32 copy of it in all); later passes histogram.
     /// </summary>
-    /// <param name="n">Tasks.</param>
-    /// <param name="workers">Threads a pass calls its visitor from (with their index, each one chunk at a time).</param>
-    /// <param name="pass">Runs a pass: calls the visitor for every chunk of the stream.</param>
-    /// <param name="counts">Rank sought per task (0: none).</param>
-    /// <param name="guesses">First windows, or null for every magnitude.</param>
-    /// <param name="total">Entries in the stream.</param>
-    private static float?[] Select(int n, int workers, Action<Action<int, TaskBatch>> pass, IReadOnlyList<long> counts, Window[]? guesses, long total)
+    /// <param name="groups">The streams.</param>
+    /// <param name="workers">Threads a pass calls its visitor from.</param>
+    private static float?[][] Select(IReadOnlyList<Group> groups, int workers)
     {
-        long cap = Math.Max(1L << 20, total / (8L * n));
-        var result = new float?[n];
-        var windows = new Window?[n];
-        for (int t = 0; t < n; t++)
+        var results = groups.Select(g => new float?[g.Counts.Count]).ToArray();
+        var windows = groups.Select(g => g.Counts.Select((c, t) => c > 0 ? g.Guesses?[t] ?? Window.All : (Window?)null).ToArray()).ToArray();
+        var collect = groups.Select(g => g.Guesses is not null).ToArray();
+        while (windows.Any(w => w.Any(x => x is not null)))
         {
-            windows[t] = counts[t] > 0 ? guesses?[t] ?? Window.All : null;
-        }
-
-        bool collect = guesses is not null;
-        while (windows.Any(w => w is not null))
-        {
-            using var scan = new Pass(windows, collect, cap, workers);
-            pass(scan.Add);
-            scan.Finish();
-            for (int t = 0; t < n; t++)
+            for (int g = 0; g < groups.Count; g++)
             {
-                if (scan.Tallies[t] is not { } tally)
+                if (windows[g].All(w => w is null))
                 {
                     continue;
                 }
 
-                var w = tally.Window;
-                long need = counts[t] - tally.Above;
-                if (need <= 0)
-                {
-                    windows[t] = Window.Between(w.High, End); // the answer is above the window
-                }
-                else if (need > tally.Inside)
-                {
-                    windows[t] = Window.Between(0, w.Low); // below it
-                }
-                else if (tally.Histogram is { } histogram)
-                {
-                    var (bin, _) = Walk(histogram.AsSpan(0, w.Bins), need); // pooled: longer than the window
-                    uint low = w.Low + ((uint)bin << w.Shift);
-                    if (w.Shift == 0)
-                    {
-                        result[t] = BitConverter.UInt32BitsToSingle(low);
-                        windows[t] = null;
-                    }
-                    else
-                    {
-                        windows[t] = Window.Between(low, Math.Min(w.High, low + (1u << w.Shift)));
-                    }
-                }
-                else if (!tally.Overflowed)
-                {
-                    result[t] = BitConverter.UInt32BitsToSingle(SelectCollected(tally, need));
-                    windows[t] = null;
-                }
-
-                // A collection that overflowed keeps its window, histogrammed next pass.
+                var group = groups[g];
+                long cap = Math.Max(1L << 20, group.Total / (8L * group.Counts.Count));
+                using var pass = new Pass(windows[g], collect[g], cap, workers);
+                group.Read(pass.Add);
+                pass.Finish();
+                Settle(pass.Tallies, group.Counts, windows[g], results[g]);
+                collect[g] = false;
             }
-
-            collect = false;
         }
 
-        return result;
+        return results;
+    }
+
+    /// <summary>Each tally's answer, or the window of the next pass (see <see cref="Select"/>).</summary>
+    private static void Settle(Tally?[] tallies, IReadOnlyList<long> counts, Window?[] windows, float?[] result)
+    {
+        for (int t = 0; t < tallies.Length; t++)
+        {
+            if (tallies[t] is not { } tally)
+            {
+                continue;
+            }
+
+            var w = tally.Window;
+            long need = counts[t] - tally.Above;
+            if (need <= 0)
+            {
+                windows[t] = Window.Between(w.High, End); // the answer is above the window
+            }
+            else if (need > tally.Inside)
+            {
+                windows[t] = Window.Between(0, w.Low); // below it
+            }
+            else if (tally.Histogram is { } histogram)
+            {
+                var (bin, _) = Walk(histogram.AsSpan(0, w.Bins), need); // pooled: longer than the window
+                uint low = w.Low + ((uint)bin << w.Shift);
+                if (w.Shift == 0)
+                {
+                    result[t] = BitConverter.UInt32BitsToSingle(low);
+                    windows[t] = null;
+                }
+                else
+                {
+                    windows[t] = Window.Between(low, Math.Min(w.High, low + (1u << w.Shift)));
+                }
+            }
+            else if (!tally.Overflowed)
+            {
+                result[t] = BitConverter.UInt32BitsToSingle(SelectCollected(tally, need));
+                windows[t] = null;
+            }
+
+            // A collection that overflowed keeps its window, histogrammed next pass.
+        }
     }
 
     /// <summary>

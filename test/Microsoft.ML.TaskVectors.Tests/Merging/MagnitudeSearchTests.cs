@@ -97,6 +97,23 @@ public unsafe class MagnitudeSearchTests
         Assert.That(source.SampledEntries, Is.InRange(total / 100, total / 40), "about 1/64 of the entries sampled");
     }
 
+    [Test]
+    public void PerTensorSearch_EqualsSortingEachTensor_ReadingSampledTensorsOnce()
+    {
+        var rng = new Random(6);
+        // One chunk (ranked in memory), between a chunk and SampledFrom (two histogram passes), sampled (one pass).
+        var shapes = new long[][] { [100, 300], [400, 400], [700, 800], [900, 500] };
+        var tasks = Enumerable.Range(0, 3).Select(_ => shapes.Select(s => Values(rng, (int)s.Aggregate(1L, (a, b) => a * b), ties: false)).ToArray()).ToArray();
+        using var set = MergeTestData.MakeSet(tasks.Select(task => shapes.Select((s, i) => ($"t{i}", tensor(task[i], s)))
+            .ToDictionary(x => x.Item1, x => x.Item2)).ToArray());
+        var source = new CountingSource(TaskTensors.Source(set));
+        var found = MagnitudeThreshold.FindPerTensor(source, length => MagnitudeThreshold.KeepCount(0.3, length), null, default);
+        for (int i = 0; i < shapes.Length; i++)
+            for (int t = 0; t < 3; t++)
+                Assert.That(found[$"t{i}"][t], Is.EqualTo(KthLargest(tasks[t][i], MagnitudeThreshold.KeepCount(0.3, tasks[t][i].Length))), $"tensor {i}, task {t}");
+        Assert.That(source.ReadsOf, Is.EqualTo(new Dictionary<string, int> { ["t0"] = 1, ["t1"] = 2, ["t2"] = 1, ["t3"] = 1 }));
+    }
+
     [TestCase(true)]
     [TestCase(false)]
     public void DropsOfARange_AreThoseOfTheWholeTensor(bool withBase)
@@ -169,9 +186,12 @@ public unsafe class MagnitudeSearchTests
 
         public long[] GetShape(string tensorName) => inner.GetShape(tensorName);
 
+        public Dictionary<string, int> ReadsOf { get; } = [];
+
         public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use)
         {
             Reads++;
+            ReadsOf[tensorName] = ReadsOf.GetValueOrDefault(tensorName) + 1;
             inner.ReadChunks(tensorName, use);
         }
 
