@@ -32,7 +32,7 @@ public sealed class SafetensorsWriter : IDisposable
     /// <summary>The tensors still to be written, in order.</summary>
     public IEnumerable<TensorInfo> Remaining => _tensors.Skip(_next);
 
-    /// <summary>Declares the tensors and writes the header.</summary>
+    /// <summary>Declares the tensors and writes the header; the file is reserved at its final size up front.</summary>
     /// <exception cref="ArgumentException">A name is repeated or empty, or a dtype has no safetensors name.</exception>
     public static SafetensorsWriter Create(string path, IEnumerable<TensorInfo> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {

@@ -29,7 +29,8 @@ public static class ModelMerger
     /// When the base is a safetensors file and <paramref name="taskVectors"/> a <see cref="TaskVectorPool"/>
     /// stored in F32 over fine-tuned safetensors files of that base (or over stored τ files), fixed linear
     /// combinations (averaging, task arithmetic, negation), TIES and DARE skip tensors altogether and
-    /// merge the files' bytes directly; TIES and DARE give bit for bit what the tensor path gives.
+    /// merge the files' bytes directly, in chunks of 256 KB on every core, each written to its place in
+    /// the output; TIES and DARE give bit for bit what the tensor path gives.
     /// </summary>
     public static void MergeToFile(Checkpoint @base, ITaskVectorSet taskVectors, MergeMethod method, string outputPath,
         IProgress<MergeProgress>? progress = null, CancellationToken cancellationToken = default)
