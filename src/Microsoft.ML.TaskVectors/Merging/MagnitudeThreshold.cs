@@ -307,14 +307,14 @@ internal static unsafe class MagnitudeThreshold
         return results;
     }
 
-    /// <summary>Each tally's answer, or the window of the next pass (see <see cref="Select"/>).</summary>
+    /// <summary>Each tally's answer, or the window of the next pass (see <see cref="Select"/>); the tasks' collections are selected from side by side.</summary>
     private static void Settle(Tally?[] tallies, IReadOnlyList<long> counts, Window?[] windows, float?[] result)
     {
-        for (int t = 0; t < tallies.Length; t++)
+        Parallel.For(0, tallies.Length, t =>
         {
             if (tallies[t] is not { } tally)
             {
-                continue;
+                return;
             }
 
             var w = tally.Window;
@@ -348,7 +348,7 @@ internal static unsafe class MagnitudeThreshold
             }
 
             // A collection that overflowed keeps its window, histogrammed next pass.
-        }
+        });
     }
 
     /// <summary>
@@ -525,12 +525,23 @@ internal static unsafe class MagnitudeThreshold
             {
                 Overflow();
             }
-            else
+            else if (!Overflowed)
             {
-                for (int i = 0; i < other.CollectedCount && !Overflowed; i++)
+                long count = (long)CollectedCount + other.CollectedCount;
+                if (count > _cap)
                 {
-                    Collect(other.Collected[i]);
+                    Overflow();
+                    return;
                 }
+
+                if (count > _capacity)
+                {
+                    _capacity = (int)count;
+                    Collected = (uint*)NativeMemory.Realloc(Collected, (nuint)_capacity * sizeof(uint));
+                }
+
+                Buffer.MemoryCopy(other.Collected, Collected + CollectedCount, (long)(_capacity - CollectedCount) * sizeof(uint), (long)other.CollectedCount * sizeof(uint));
+                CollectedCount = (int)count;
             }
         }
 
