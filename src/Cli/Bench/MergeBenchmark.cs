@@ -20,37 +20,44 @@ internal static class MergeBenchmark
 {
     public sealed record MethodResult(string Method, double Seconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint);
 
-    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking);
+    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking, int Repeats);
 
     /// <summary>The measurement of reading the files as the byte-level merge does, without merging.</summary>
     public const string ChunkedRead = "read-chunks";
 
     /// <summary>
     /// Runs the benchmark: each measurement (reading the files, then each method) in a fresh child
-    /// process, as a user's command would run, with the files already in the page cache.
+    /// process, as a user's command would run, with the files already in the page cache. Each is
+    /// run <paramref name="repeats"/> times and the fastest kept (with the largest peak memory seen),
+    /// which filters out what else the machine was doing.
     /// </summary>
-    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods, string ranking,
+    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods, string ranking, int repeats,
         Func<string, string[], Measurement> runChild, TextWriter log, CancellationToken cancellationToken)
     {
         EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
         long checkpointBytes = layout.Sum(t => t.ByteLength);
         string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--ranking", ranking, "--measure", what];
+        Measurement Best(string what)
+        {
+            var runs = Enumerable.Range(0, repeats).Select(_ => runChild(what, Args(what))).ToArray();
+            return new Measurement(runs.Min(r => r.Seconds), runs.Max(r => r.PeakBytes));
+        }
 
         runChild("read", Args("read")); // warms the page cache
-        var read = runChild("read", Args("read"));
+        var read = Best("read");
         log.WriteLine($"read {tasks + 1} files ({(tasks + 1) * checkpointBytes / 1e9:F2} GB): {read.Seconds:F2} s, peak +{read.PeakBytes / 1e6:F0} MB");
-        var chunked = runChild(ChunkedRead, Args(ChunkedRead));
+        var chunked = Best(ChunkedRead);
         log.WriteLine($"read them in chunks on every core: {chunked.Seconds:F2} s, peak +{chunked.PeakBytes / 1e6:F0} MB");
         var results = new List<MethodResult>();
         foreach (var name in methods)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var m = runChild(name, Args(name));
+            var m = Best(name);
             var r = new MethodResult(name, m.Seconds, m.Seconds / read.Seconds, m.Seconds / chunked.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
             results.Add(r);
             log.WriteLine($"{name}: {m.Seconds:F2} s ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
-        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking);
+        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking, repeats);
     }
 
     /// <summary>Time and peak resident memory above the process's size before the work.</summary>
@@ -164,6 +171,7 @@ internal static class MergeBenchmark
         read_seconds = r.ReadSeconds,
         chunked_read_seconds = r.ChunkedReadSeconds,
         ties_ranking = r.Ranking,
+        repeats = r.Repeats,
         methods = r.Methods.ToDictionary(m => m.Method, m => new
         {
             seconds = m.Seconds,

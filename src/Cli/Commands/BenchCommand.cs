@@ -108,14 +108,16 @@ internal static class BenchCommand
         var ranking = new Option<string>("--ranking") { Description = "TIES and DARE → TIES: magnitude ranking over the whole task vector or per tensor.", DefaultValueFactory = _ => "global" };
         ranking.AcceptOnlyFromAmong("global", "per-tensor");
         var measure = new Option<string?>("--measure") { Hidden = true, Description = "Internal: one measurement in this process." };
+        var repeats = new Option<int>("--repeats") { Description = "Runs per measurement (the fastest is kept).", DefaultValueFactory = _ => 3 };
         var command = new Command("merge", "Merge N random task vectors of a ViT-sized model; compare with reading the N+1 files.")
         {
-            tasks, width, layers, methods, work, ranking, measure,
+            tasks, width, layers, methods, work, ranking, repeats, measure,
         };
         command.SetAction((result, cancellationToken) =>
         {
             var n = result.GetValue(tasks);
             if (n < 1) throw new ArgumentException($"--tasks must be at least 1 (got {n}).");
+            if (result.GetValue(repeats) < 1) throw new ArgumentException($"--repeats must be at least 1 (got {result.GetValue(repeats)}).");
             foreach (var m in result.GetValue(methods)!)
                 if (!MergeMethods.Names.Contains(m)) throw new ArgumentException($"--methods: unknown method '{m}'; valid: {string.Join(", ", MergeMethods.Names)}.");
             if (result.GetValue(measure) is { } what)
@@ -124,7 +126,8 @@ internal static class BenchCommand
                 return Task.FromResult(0);
             }
             var layout = VitLayout.Vision(result.GetValue(width), result.GetValue(layers));
-            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!.Distinct().ToArray(), result.GetValue(ranking)!, RunChild, Console.Out, cancellationToken);
+            var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!.Distinct().ToArray(), result.GetValue(ranking)!,
+                result.GetValue(repeats), RunChild, Console.Out, cancellationToken);
             Console.WriteLine(MergeBenchmark.ToJson(r));
             return Task.FromResult(0);
         });
