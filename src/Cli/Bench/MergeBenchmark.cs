@@ -18,7 +18,7 @@ namespace Microsoft.ML.TaskVectors.Cli.Bench;
 /// </summary>
 internal static class MergeBenchmark
 {
-    public sealed record MethodResult(string Method, double Seconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint);
+    public sealed record MethodResult(string Method, double Seconds, double PrepareSeconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint);
 
     public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking, int Repeats);
 
@@ -40,7 +40,8 @@ internal static class MergeBenchmark
         Measurement Best(string what)
         {
             var runs = Enumerable.Range(0, repeats).Select(_ => runChild(what, Args(what))).ToArray();
-            return new Measurement(runs.Min(r => r.Seconds), runs.Max(r => r.PeakBytes));
+            var best = runs.MinBy(r => r.Seconds)!;
+            return best with { PeakBytes = runs.Max(r => r.PeakBytes) };
         }
 
         runChild("read", Args("read")); // warms the page cache
@@ -53,15 +54,19 @@ internal static class MergeBenchmark
         {
             cancellationToken.ThrowIfCancellationRequested();
             var m = Best(name);
-            var r = new MethodResult(name, m.Seconds, m.Seconds / read.Seconds, m.Seconds / chunked.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
+            var r = new MethodResult(name, m.Seconds, m.PrepareSeconds, m.Seconds / read.Seconds, m.Seconds / chunked.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
             results.Add(r);
-            log.WriteLine($"{name}: {m.Seconds:F2} s ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
+            string prepare = m.PrepareSeconds > 0 ? $", {m.PrepareSeconds:F2} s of it before writing" : "";
+            log.WriteLine($"{name}: {m.Seconds:F2} s{prepare} ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
         return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking, repeats);
     }
 
-    /// <summary>Time and peak resident memory above the process's size before the work.</summary>
-    public sealed record Measurement(double Seconds, long PeakBytes);
+    /// <summary>
+    /// Time, peak resident memory above the process's size before the work, and for a merge the time
+    /// until it began writing (its "prepare" phase: TIES's ranking, for one; 0 when it has none).
+    /// </summary>
+    public sealed record Measurement(double Seconds, long PeakBytes, double PrepareSeconds = 0);
 
     /// <summary>
     /// One measurement in this process: "read" (read the N+1 files tensor by tensor), <see cref="ChunkedRead"/>
@@ -76,6 +81,7 @@ internal static class MergeBenchmark
         long before = ProcessMemory.Resident;
         ProcessMemory.ResetPeak();
         var watch = Stopwatch.StartNew();
+        double prepared = 0;
         if (what == "read")
             ReadAll(finetuned.Prepend(basePath), cancellationToken);
         else
@@ -94,7 +100,11 @@ internal static class MergeBenchmark
                 else
                 {
                     var options = new MergeMethodOptions { Ranking = ranking == "per-tensor" ? TiesRanking.PerTensor : TiesRanking.Global };
-                    ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what, options), output, cancellationToken: cancellationToken);
+                    var phases = new SynchronousProgress<MergeProgress>(p =>
+                    {
+                        if (p.Phase == "prepare" && p.Fraction >= 1) prepared = watch.Elapsed.TotalSeconds;
+                    });
+                    ModelMerger.MergeToFile(@base, pool, MergeMethods.Create(what, options), output, phases, cancellationToken);
                 }
             }
             finally
@@ -102,7 +112,7 @@ internal static class MergeBenchmark
                 foreach (var f in fts) f.Dispose();
             }
         }
-        var result = new Measurement(watch.Elapsed.TotalSeconds, Math.Max(0, ProcessMemory.Peak - before));
+        var result = new Measurement(watch.Elapsed.TotalSeconds, Math.Max(0, ProcessMemory.Peak - before), prepared);
         File.Delete(output);
         return result;
     }
@@ -175,6 +185,7 @@ internal static class MergeBenchmark
         methods = r.Methods.ToDictionary(m => m.Method, m => new
         {
             seconds = m.Seconds,
+            prepare_seconds = m.PrepareSeconds,
             ratio_to_read = m.RatioToRead,
             ratio_to_chunked_read = m.RatioToChunkedRead,
             peak_bytes = m.PeakBytes,
