@@ -278,7 +278,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     private TaskBatch Load(int worker, string tensorName, long start, long length, bool withBase)
     {
         var space = Space(worker, length);
-        if (withBase || Differences)
+        if (withBase)
         {
             ReadFloat32(_base, tensorName, space.Inputs[0], start, length);
         }
