@@ -10,7 +10,7 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// task a window of magnitudes that holds its count-th largest.
 /// </summary>
 /// <remarks>
-/// The window is the sample's estimate widened by six standard errors on each side. Entries in a
+/// The window is the sample's estimate widened by a margin of standard errors on each side. Entries in a
 /// block are correlated (rows of one tensor share a scale), so the standard error is that of a
 /// cluster sample, computed from the spread between blocks, and never below the independent one.
 /// </remarks>
@@ -28,8 +28,17 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// <summary>One block per this many entries (1/16) in memory.</summary>
     internal const int InMemoryStride = 16 * InMemoryBlock;
 
-    /// <summary>Standard errors on each side of the estimate.</summary>
-    private const double Margin = 6;
+    /// <summary>
+    /// Standard errors on each side of the estimate when a miss costs a pass over everything (one
+    /// search over a whole model): a miss is then all but impossible.
+    /// </summary>
+    internal const double WideMargin = 6;
+
+    /// <summary>
+    /// Standard errors on each side when a miss costs only another read of one tensor (one of many
+    /// searches): a few misses are cheaper than collecting twice as much from every tensor.
+    /// </summary>
+    internal const double NarrowMargin = 3;
 
     /// <summary>Smallest sample a guess is made from.</summary>
     private const int MinimumSize = 4096;
@@ -115,7 +124,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// overwhelming probability; null when the sample is too small to guess from.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public MagnitudeThreshold.Window[]? Guess(IReadOnlyList<long> counts, long total)
+    public MagnitudeThreshold.Window[]? Guess(IReadOnlyList<long> counts, long total, double margin = WideMargin)
     {
         int s = _count;
         if (s < MinimumSize || _blockEnds.Count < 2)
@@ -142,9 +151,9 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             double q = counts[t] / (double)total;
             int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
             double sigma = Math.Sqrt(Math.Max(ClusterVariance(bins, estimate), q * (1 - q) / s));
-            double margin = Margin * sigma + 1.0 / s;
-            long highRank = (long)Math.Floor((q - margin) * s);
-            long lowRank = (long)Math.Ceiling((q + margin) * s);
+            double width = margin * sigma + 1.0 / s;
+            long highRank = (long)Math.Floor((q - width) * s);
+            long lowRank = (long)Math.Ceiling((q + width) * s);
             uint high = highRank < 1 ? 1u << 31 : (uint)(MagnitudeThreshold.Walk(histogram, highRank).Bin + 1) << Shift;
             uint low = lowRank > s ? 0 : (uint)MagnitudeThreshold.Walk(histogram, lowRank).Bin << Shift;
             windows[t] = MagnitudeThreshold.Window.Between(low, high);

@@ -164,7 +164,7 @@ internal static unsafe class MagnitudeThreshold
 
         progress?.Report(0.0);
         var guesses = total >= SampledFrom && counts.Any(c => c > 0)
-            ? Sample(source, names, lengths, counts, MagnitudeSample.StreamStride, cancellationToken)
+            ? Sample(source, names, lengths, counts, MagnitudeSample.StreamStride, MagnitudeSample.WideMargin, cancellationToken)
             : null;
 
         // Progress assumes the passes a good guess needs (one, or two without a guess) and never goes back.
@@ -195,7 +195,7 @@ internal static unsafe class MagnitudeThreshold
     /// sample is too small to guess from.
     /// </summary>
     private static Window[]? Sample(ITaskBatchSource source, IReadOnlyList<string> names, IReadOnlyList<long> lengths, IReadOnlyList<long> counts,
-        int stride, CancellationToken cancellationToken)
+        int stride, double margin, CancellationToken cancellationToken)
     {
         var blocks = new (long Start, long Length)[names.Count][];
         long offset = 0;
@@ -217,7 +217,7 @@ internal static unsafe class MagnitudeThreshold
             }
         }
 
-        return sample.Guess(counts, offset);
+        return sample.Guess(counts, offset, margin);
     }
 
     /// <summary>
@@ -245,7 +245,7 @@ internal static unsafe class MagnitudeThreshold
             }
 
             var guesses = length >= SampledFrom && counts[0] > 0
-                ? Sample(source, [name], [length], counts, MagnitudeSample.StreamStride, cancellationToken)
+                ? Sample(source, [name], [length], counts, MagnitudeSample.StreamStride, MagnitudeSample.NarrowMargin, cancellationToken)
                 : null;
             groups.Add((name, new Group(length, counts, guesses, visit =>
             {
