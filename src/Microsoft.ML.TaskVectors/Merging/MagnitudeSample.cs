@@ -36,7 +36,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
 
     /// <summary>
     /// Standard errors on each side when a miss costs only another read of one tensor (one of many
-    /// searches): a few misses are cheaper than collecting twice as much from every tensor.
+    /// searches, or a tensor in memory): a few misses are cheaper than collecting twice as much every time.
     /// </summary>
     internal const double NarrowMargin = 3;
 

@@ -131,7 +131,7 @@ internal static unsafe class MagnitudeThreshold
                 sample.Add(batch.Slice(start, length));
             }
 
-            guesses = sample.Guess(counts, batch.Length);
+            guesses = sample.Guess(counts, batch.Length, MagnitudeSample.NarrowMargin); // a miss costs one pass over memory
         }
 
         return Select([new Group(batch.Length, counts, guesses, InMemory(batch))], Environment.ProcessorCount)[0];
