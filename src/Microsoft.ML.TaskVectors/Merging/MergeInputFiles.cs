@@ -10,10 +10,9 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// reads a chunk of every input straight into its own float32 buffers (F16 and BF16 widened
 /// exactly, as <see cref="Checkpoint.ReadFloat32"/> widens them), a merge method combines them
 /// (<see cref="LinearCombination"/> or a <see cref="TaskBatchKernel"/>), and the worker writes the
-/// merged chunk to its place in the output file. Chunks of 256 KB keep a worker's N + 2 buffers in
-/// its L2 cache, so the inputs go from the page cache through the cache to the output without a
-/// round trip through memory; memory use is N + 2 chunks per worker (a whole tensor for methods
-/// that rank each tensor on its own).
+/// merged chunk to its place in the output file. With chunks of 256 KB a worker's N + 2 buffers (a
+/// few MB) stay in the CPU's caches, so the inputs go from the page cache through the caches to the
+/// output without a round trip through memory; memory use is N + 2 chunks per worker.
 /// </summary>
 internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 {
