@@ -46,13 +46,13 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// <summary>Bits dropped from a magnitude's bit pattern for the sample's histogram (65,536 bins).</summary>
     private const int Shift = 15;
 
-    private readonly ushort*[] _bins;
-    private readonly long _capacity;
-    private readonly List<int> _blockEnds = [];
-
     /// <summary>The guesses' histogram, kept per thread: a fresh 512 KB array would cost its page faults every tensor.</summary>
     [ThreadStatic]
     private static long[]? _histogram;
+
+    private readonly ushort*[] _bins;
+    private readonly long _capacity;
+    private readonly List<int> _blockEnds = [];
     private int _count;
 
     /// <summary>An empty sample of <paramref name="tasks"/> tasks with room for <paramref name="capacity"/> entries each.</summary>
