@@ -275,8 +275,9 @@ internal static unsafe class MagnitudeThreshold
     /// The search: passes over the groups until every task's count-th largest |τ| in each is known
     /// exactly. A pass reads each group that still has a search open and settles that group before
     /// reading the next, so only one group's tallies exist at a time. A group's first pass over
-    /// guessed windows collects the entries inside them (per task up to 1M entries or 1/(8N) of the
-    /// group's, at most half a float32 copy of it in all); later passes histogram.
+    /// guessed windows collects the entries inside them (per task up to 1M entries or 1/(2N) of the
+    /// group's, at most half a float32 copy of it in all); a collection that overflows turns into a
+    /// histogram of its window, which still narrows the window to one bin. Later passes histogram.
     /// </summary>
     /// <param name="groups">The streams.</param>
     /// <param name="workers">Threads a pass calls its visitor from.</param>
@@ -295,7 +296,7 @@ internal static unsafe class MagnitudeThreshold
                 }
 
                 var group = groups[g];
-                long cap = Math.Max(1L << 20, group.Total / (8L * group.Counts.Count));
+                long cap = Math.Max(1L << 20, group.Total / (2L * group.Counts.Count));
                 using var pass = new Pass(windows[g], collect[g], cap, workers);
                 group.Read(pass.Add);
                 pass.Finish();
@@ -327,9 +328,15 @@ internal static unsafe class MagnitudeThreshold
             {
                 windows[t] = Window.Between(0, w.Low); // below it
             }
-            else if (tally.Histogram is { } histogram)
+            else if (tally.Collected is not null)
             {
-                var (bin, _) = Walk(histogram.AsSpan(0, w.Bins), need); // pooled: longer than the window
+                result[t] = BitConverter.UInt32BitsToSingle(SelectCollected(tally, need));
+                windows[t] = null;
+            }
+            else
+            {
+                // Histogrammed (a collection that overflowed went into the histogram).
+                var (bin, _) = Walk(tally.Histogram!.AsSpan(0, w.Bins), need); // pooled: longer than the window
                 uint low = w.Low + ((uint)bin << w.Shift);
                 if (w.Shift == 0)
                 {
@@ -341,13 +348,6 @@ internal static unsafe class MagnitudeThreshold
                     windows[t] = Window.Between(low, Math.Min(w.High, low + (1u << w.Shift)));
                 }
             }
-            else if (!tally.Overflowed)
-            {
-                result[t] = BitConverter.UInt32BitsToSingle(SelectCollected(tally, need));
-                windows[t] = null;
-            }
-
-            // A collection that overflowed keeps its window, histogrammed next pass.
         });
     }
 
@@ -468,8 +468,7 @@ internal static unsafe class MagnitudeThreshold
             }
             else
             {
-                Histogram = ArrayPool<long>.Shared.Rent(window.Bins);
-                Array.Clear(Histogram, 0, window.Bins);
+                StartHistogram();
             }
         }
 
@@ -479,18 +478,20 @@ internal static unsafe class MagnitudeThreshold
 
         public long Inside { get; set; }
 
-        public long[]? Histogram { get; }
+        /// <summary>The window's histogram when not collecting: from the start, or since a collection overflowed.</summary>
+        public long[]? Histogram { get; private set; }
 
+        /// <summary>The bit patterns inside the window while collecting (null otherwise).</summary>
         public uint* Collected { get; private set; }
 
         public int CollectedCount { get; private set; }
 
-        public bool Overflowed { get; private set; }
-
+        /// <summary>Adds an entry inside the window: collected, or counted once the collection has overflowed.</summary>
         public void Collect(uint bits)
         {
             if (Collected is null)
             {
+                Histogram![(bits - Window.Low) >> Window.Shift]++;
                 return;
             }
 
@@ -499,6 +500,7 @@ internal static unsafe class MagnitudeThreshold
                 if (_capacity >= _cap)
                 {
                     Overflow();
+                    Collect(bits);
                     return;
                 }
 
@@ -514,26 +516,9 @@ internal static unsafe class MagnitudeThreshold
         {
             Above += other.Above;
             Inside += other.Inside;
-            if (Histogram is { } histogram)
-            {
-                for (int bin = 0; bin < Window.Bins; bin++)
-                {
-                    histogram[bin] += other.Histogram![bin];
-                }
-            }
-            else if (other.Overflowed)
-            {
-                Overflow();
-            }
-            else if (!Overflowed)
+            if (Collected is not null && other.Collected is not null && (long)CollectedCount + other.CollectedCount <= _cap)
             {
                 long count = (long)CollectedCount + other.CollectedCount;
-                if (count > _cap)
-                {
-                    Overflow();
-                    return;
-                }
-
                 if (count > _capacity)
                 {
                     _capacity = (int)count;
@@ -542,14 +527,50 @@ internal static unsafe class MagnitudeThreshold
 
                 Buffer.MemoryCopy(other.Collected, Collected + CollectedCount, (long)(_capacity - CollectedCount) * sizeof(uint), (long)other.CollectedCount * sizeof(uint));
                 CollectedCount = (int)count;
+                return;
+            }
+
+            Overflow();
+            if (other.Collected is not null)
+            {
+                for (int i = 0; i < other.CollectedCount; i++)
+                {
+                    Collect(other.Collected[i]);
+                }
+            }
+            else
+            {
+                for (int bin = 0; bin < Window.Bins; bin++)
+                {
+                    Histogram![bin] += other.Histogram![bin];
+                }
             }
         }
 
+        /// <summary>Ends the collection (if any): what it held goes into a histogram of the window.</summary>
         private void Overflow()
         {
-            NativeMemory.Free(Collected);
+            if (Collected is null)
+            {
+                return;
+            }
+
+            var collected = Collected;
             Collected = null;
-            Overflowed = true;
+            StartHistogram();
+            for (int i = 0; i < CollectedCount; i++)
+            {
+                Collect(collected[i]);
+            }
+
+            NativeMemory.Free(collected);
+            CollectedCount = 0;
+        }
+
+        private void StartHistogram()
+        {
+            Histogram = ArrayPool<long>.Shared.Rent(Window.Bins);
+            Array.Clear(Histogram, 0, Window.Bins);
         }
 
         public void Dispose()
@@ -557,6 +578,7 @@ internal static unsafe class MagnitudeThreshold
             if (Histogram is not null)
             {
                 ArrayPool<long>.Shared.Return(Histogram);
+                Histogram = null;
             }
 
             NativeMemory.Free(Collected);
@@ -638,9 +660,9 @@ internal static unsafe class MagnitudeThreshold
     private static void Count(float* x, float* b, long n, Tally tally)
     {
         long inside;
-        if (tally.Histogram is { } histogram)
+        if (tally.Collected is null)
         {
-            fixed (long* h = histogram)
+            fixed (long* h = tally.Histogram)
             {
                 var sink = new ToHistogram(h, tally.Window.Low, tally.Window.Shift);
                 tally.Above += Scan(x, b, n, tally.Window, ref sink, out inside);
