@@ -98,6 +98,25 @@ public unsafe class MagnitudeSearchTests
     }
 
     [Test]
+    public void SearchOverLayersOfVeryDifferentScales_StillTakesOnePass()
+    {
+        // Layers whose task-vector magnitudes differ 30-fold make the sample's blocks disagree: the
+        // window widens with the between-block spread but still holds the answer.
+        var rng = new Random(7);
+        double[] scales = [1, 3, 10, 30];
+        var tasks = Enumerable.Range(0, 2).Select(_ => scales.Select(scale =>
+            Values(rng, 300_000, ties: false).Select(v => (float)(v * scale)).ToArray()).ToArray()).ToArray();
+        using var set = MergeTestData.MakeSet(tasks.Select(task => task.Select((v, i) => ($"layer{i}", tensor(v)))
+            .ToDictionary(x => x.Item1, x => x.Item2)).ToArray());
+        var source = new CountingSource(TaskTensors.Source(set));
+        long count = MagnitudeThreshold.KeepCount(0.2, 4 * 300_000L);
+        var found = MagnitudeThreshold.Find(source, [count, count], null, default);
+        for (int t = 0; t < 2; t++)
+            Assert.That(found[t], Is.EqualTo(KthLargest(tasks[t].SelectMany(v => v).ToArray(), count)), $"task {t}");
+        Assert.That(source.Reads, Is.EqualTo(scales.Length), "one pass over the layers");
+    }
+
+    [Test]
     public void PerTensorSearch_EqualsSortingEachTensor_ReadingSampledTensorsOnce()
     {
         var rng = new Random(6);
