@@ -90,6 +90,11 @@ public sealed class ShardedCheckpoint : Checkpoint
         }
     }
 
+    /// <summary>The shard file holding tensor <paramref name="name"/>.</summary>
+    /// <exception cref="KeyNotFoundException">The checkpoint has no such tensor.</exception>
+    public SafetensorsReader ShardOf(string name) =>
+        _owner.TryGetValue(name, out var shard) ? shard : throw new KeyNotFoundException($"{Location}: no tensor '{name}'.");
+
     /// <inheritdoc />
     protected override Tensor ReadCore(TensorInfo info) => _owner[info.Name].Read(info.Name);
 

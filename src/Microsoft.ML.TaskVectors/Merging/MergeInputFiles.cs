@@ -22,13 +22,13 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     /// </summary>
     public delegate void ChunkMerge(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end);
 
-    private readonly SafetensorsReader _base;
-    private readonly SafetensorsReader[] _sources;
+    private readonly Checkpoint _base;
+    private readonly Checkpoint[] _sources;
     private readonly TaskVectorPool _pool;
     private readonly HashSet<string> _merged;
     private readonly Workspace?[] _workspaces;
 
-    private MergeInputFiles(SafetensorsReader @base, SafetensorsReader[] sources, TaskVectorPool pool, bool differences)
+    private MergeInputFiles(Checkpoint @base, Checkpoint[] sources, TaskVectorPool pool, bool differences)
     {
         _base = @base;
         _sources = sources;
@@ -40,13 +40,15 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 
     /// <summary>
     /// Opens the byte-level path over <paramref name="base"/> and <paramref name="taskVectors"/>, or
-    /// returns null when it does not apply: the base is a safetensors file, the set a pool stored in
-    /// F32 whose task vectors are all fine-tuned safetensors files over this very base (τt = θt − θ0)
-    /// or all stored τ files, and every merged tensor is F32, F16 or BF16 with the base's shape.
+    /// returns null when it does not apply: the base is a safetensors file or a sharded Hugging Face
+    /// checkpoint, the set a pool stored in F32 whose task vectors are all fine-tuned checkpoints of
+    /// those kinds over this very base (τt = θt − θ0) or all stored τ files, and every merged tensor
+    /// is F32, F16 or BF16 with the base's shape.
     /// </summary>
     public static MergeInputFiles? TryOpen(Checkpoint @base, ITaskVectorSet taskVectors)
     {
-        if (@base is not SafetensorsReader baseReader || taskVectors is not TaskVectorPool { StorageDType: TensorDType.F32 } pool)
+        static bool Files(Checkpoint? c) => c is SafetensorsReader or ShardedCheckpoint;
+        if (!Files(@base) || taskVectors is not TaskVectorPool { StorageDType: TensorDType.F32 } pool)
         {
             return null;
         }
@@ -57,27 +59,27 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             return null;
         }
 
-        var sources = new SafetensorsReader[pool.Count];
+        var sources = new Checkpoint[pool.Count];
         for (int t = 0; t < sources.Length; t++)
         {
-            if (pool.TaskVectors[t].SourceCheckpoint is not SafetensorsReader reader)
+            if (pool.TaskVectors[t].SourceCheckpoint is not { } source || !Files(source))
             {
                 return null;
             }
 
-            sources[t] = reader;
+            sources[t] = source;
         }
 
         static bool Supported(TensorDType d) => d is TensorDType.F32 or TensorDType.F16 or TensorDType.BF16;
         long largest = 1;
         foreach (var name in pool.TensorNames)
         {
-            if (!baseReader.Contains(name))
+            if (!@base.Contains(name))
             {
                 return null; // the tensor path reports what does not fit
             }
 
-            var info = baseReader.GetInfo(name);
+            var info = @base.GetInfo(name);
             if (!Supported(info.DType) || sources.Any(s => !s.Contains(name) || s.GetInfo(name) is var i
                     && (!Supported(i.DType) || !i.Shape.AsSpan().SequenceEqual(info.Shape))))
             {
@@ -88,7 +90,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         }
 
         // Spans stop at 2 GB: larger tensors take the tensor path (a per-tensor ranking reads a tensor whole).
-        return largest > Array.MaxLength ? null : new MergeInputFiles(baseReader, sources, pool, differences);
+        return largest > Array.MaxLength ? null : new MergeInputFiles(@base, sources, pool, differences);
     }
 
     /// <summary>True when the sources are θt over the base (τt = θt − θ0); false for stored τt.</summary>
@@ -204,7 +206,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             {
                 var space = Space(worker, (length + sizeof(float) - 1) / sizeof(float));
                 var bytes = new Span<byte>(space.Output, (int)length);
-                _base.ReadBytes(info.Name, start, bytes);
+                FileOf(_base, info.Name).ReadBytes(info.Name, start, bytes);
                 writer.WriteBytesAt(info.Name, start, bytes);
             }
             else
@@ -353,8 +355,9 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     /// read into the destination's second half and widened from the front, in place: entry i is read
     /// before anything is written over it.
     /// </summary>
-    private static void ReadFloat32(SafetensorsReader reader, string tensorName, float* destination, long start, long count)
+    private static void ReadFloat32(Checkpoint checkpoint, string tensorName, float* destination, long start, long count)
     {
+        var reader = FileOf(checkpoint, tensorName);
         var info = reader.GetInfo(tensorName);
         int n = (int)count;
         if (info.DType == TensorDType.F32)
@@ -380,6 +383,10 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             }
         }
     }
+
+    /// <summary>The safetensors file holding <paramref name="tensorName"/> of a file or sharded checkpoint.</summary>
+    private static SafetensorsReader FileOf(Checkpoint checkpoint, string tensorName) =>
+        checkpoint as SafetensorsReader ?? ((ShardedCheckpoint)checkpoint).ShardOf(tensorName);
 
     /// <summary>
     /// The merged float32 values in the output's element type, in place from the front: rounded to

@@ -26,8 +26,9 @@ public static class ModelMerger
     /// <summary>
     /// Merges and writes a complete checkpoint (every base tensor, merged where task vectors exist)
     /// to <paramref name="outputPath"/> atomically. At most one tensor of each input is in memory at a time.
-    /// When the base is a safetensors file and <paramref name="taskVectors"/> a <see cref="TaskVectorPool"/>
-    /// stored in F32 over fine-tuned safetensors files of that base (or over stored τ files), fixed linear
+    /// When the base is a safetensors file (or a sharded Hugging Face checkpoint) and <paramref name="taskVectors"/>
+    /// a <see cref="TaskVectorPool"/> stored in F32 over fine-tuned checkpoints of those kinds of that base (or
+    /// over stored τ files), fixed linear
     /// combinations (averaging, task arithmetic, negation), TIES and DARE skip tensors altogether and
     /// merge the files' bytes directly, in chunks of 256 KB on every core, each written to its place in
     /// the output; TIES and DARE give bit for bit what the tensor path gives.

@@ -115,6 +115,46 @@ public class ByteLevelMergeTests
         foreach (var s in sources) s.Dispose();
     }
 
+    /// <summary>Rewrites a checkpoint file as a Hugging Face folder of two shards and an index.</summary>
+    private static string Shard(TempDirectory dir, string file, string folder)
+    {
+        var path = dir.File(folder);
+        Directory.CreateDirectory(path);
+        using var source = SafetensorsReader.Open(file);
+        var names = source.Tensors.Select(t => t.Name).ToArray();
+        var shards = new[] { names[..(names.Length / 2)], names[(names.Length / 2)..] };
+        var map = new Dictionary<string, string>();
+        for (int i = 0; i < 2; i++)
+        {
+            var shardFile = $"model-0000{i + 1}-of-00002.safetensors";
+            var tensors = shards[i].ToDictionary(n => n, n => source.Read(n));
+            SafetensorsWriter.Save(Path.Combine(path, shardFile), tensors);
+            foreach (var t in tensors.Values) t.Dispose();
+            foreach (var n in shards[i]) map[n] = shardFile;
+        }
+
+        File.WriteAllText(Path.Combine(path, "model.safetensors.index.json"), System.Text.Json.JsonSerializer.Serialize(new { metadata = new { }, weight_map = map }));
+        return path;
+    }
+
+    [Test]
+    public void ShardedCheckpointsTakeTheByteLevelPathAndEqualTheTensorPath()
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDirectory();
+        var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2, ScalarType.Float16, seed: 11, layout: LayoutWithLargeTensor);
+        using var @base = Checkpoint.Open(Shard(dir, basePath, "base"));
+        var sources = finetuned.Select((f, t) => Checkpoint.Open(Shard(dir, f, $"ft{t}"))).ToArray();
+        Assert.That(@base, Is.InstanceOf<ShardedCheckpoint>());
+        using var pool = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower);
+        AssertSameFileAsTensorPath(dir, @base, pool, () => new TiesMerging(k: 0.3), "ties, sharded");
+        AssertSameFileAsTensorPath(dir, @base, pool, () => new DareMerging(new TaskArithmetic(0.4), p: 0.3, seed: 2), "dare-ta, sharded");
+        var output = dir.File("average.safetensors");
+        Assert.That(ModelMerger.TryMergeBytes(@base, pool, new WeightAveraging(), output, null, default), Is.True);
+        AssertCloseToTensorPath(@base, pool, new WeightAveraging(), output, 2e-3);
+        foreach (var s in sources) s.Dispose();
+    }
+
     [TestCase(TensorDType.F32)]
     [TestCase(TensorDType.BF16)]
     public void TiesAndDareFromStoredTaskVectorsEqualTheTensorPathBitForBit(TensorDType stored)
