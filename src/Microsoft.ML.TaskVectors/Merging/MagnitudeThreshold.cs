@@ -162,25 +162,35 @@ internal static unsafe class MagnitudeThreshold
             throw new ArgumentException($"One count per task is needed, none above the {total} entries.", nameof(counts));
         }
 
-        progress?.Report(0.0);
-        var guesses = total >= SampledFrom && counts.Any(c => c > 0)
-            ? Sample(source, names, lengths, counts, MagnitudeSample.StreamStride, MagnitudeSample.WideMargin, cancellationToken)
-            : null;
-
-        // Progress assumes the passes a good guess needs (one, or two without a guess) and never goes back.
-        int passes = 0, expected = guesses is null ? 2 : 1;
+        // Progress counts the sample as a pass (a cheap one over files, a whole read over tensors), assumes
+        // the passes a good guess needs (one, or two without a guess) and never goes back.
+        bool sampled = total >= SampledFrom && counts.Any(c => c > 0);
+        int passes = 0, expected = 2;
         double reported = 0;
+        void Report(double tensorsDone)
+        {
+            double fraction = (passes + tensorsDone / names.Count) / Math.Max(expected, passes + 1);
+            if (fraction > reported)
+            {
+                progress?.Report(reported = fraction);
+            }
+        }
+
+        progress?.Report(0.0);
+        Window[]? guesses = null;
+        if (sampled)
+        {
+            guesses = Sample(source, names, lengths, counts, MagnitudeSample.StreamStride, MagnitudeSample.WideMargin, Report, cancellationToken);
+            passes++;
+        }
+
         var thresholds = Select([new Group(total, counts, guesses, visit =>
         {
             for (int i = 0; i < names.Count; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 source.ReadChunks(names[i], (worker, _, chunk) => visit(worker, chunk));
-                double fraction = (passes + (i + 1.0) / names.Count) / Math.Max(expected, passes + 1);
-                if (fraction > reported)
-                {
-                    progress?.Report(reported = fraction);
-                }
+                Report(i + 1.0);
             }
 
             passes++;
@@ -195,7 +205,7 @@ internal static unsafe class MagnitudeThreshold
     /// sample is too small to guess from.
     /// </summary>
     private static Window[]? Sample(ITaskBatchSource source, IReadOnlyList<string> names, IReadOnlyList<long> lengths, IReadOnlyList<long> counts,
-        int stride, double margin, CancellationToken cancellationToken)
+        int stride, double margin, Action<double>? tensorsDone, CancellationToken cancellationToken)
     {
         var blocks = new (long Start, long Length)[names.Count][];
         long offset = 0;
@@ -215,6 +225,8 @@ internal static unsafe class MagnitudeThreshold
             {
                 source.ReadRanges(names[i], blocks[i], (_, batch) => sample.Add(batch));
             }
+
+            tensorsDone?.Invoke(i + 1.0);
         }
 
         return sample.Guess(counts, offset, margin);
@@ -231,9 +243,23 @@ internal static unsafe class MagnitudeThreshold
         var thresholds = new Dictionary<string, float?[]>(StringComparer.Ordinal);
         var groups = new List<(string Name, Group Group)>();
         var names = source.TensorNames;
+
+        // Progress: the samples (and tensors ranked in memory) fill the first half, the tensors' reads
+        // in the shared passes the second, assuming one pass; it never goes back.
+        double reported = 0;
+        int read = 0;
+        void Report(double fraction)
+        {
+            if (fraction > reported)
+            {
+                progress?.Report(reported = fraction);
+            }
+        }
+
         progress?.Report(0.0);
         for (int i = 0; i < names.Count; i++)
         {
+            Report(0.5 * i / names.Count);
             cancellationToken.ThrowIfCancellationRequested();
             var name = names[i];
             long length = source.GetShape(name).Aggregate(1L, (a, b) => a * b);
@@ -245,15 +271,17 @@ internal static unsafe class MagnitudeThreshold
             }
 
             var guesses = length >= SampledFrom && counts[0] > 0
-                ? Sample(source, [name], [length], counts, MagnitudeSample.StreamStride, MagnitudeSample.NarrowMargin, cancellationToken)
+                ? Sample(source, [name], [length], counts, MagnitudeSample.StreamStride, MagnitudeSample.NarrowMargin, null, cancellationToken)
                 : null;
             groups.Add((name, new Group(length, counts, guesses, visit =>
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 source.ReadChunks(name, (worker, _, chunk) => visit(worker, chunk));
+                Report(Math.Min(1.0, 0.5 + 0.5 * ++read / groups.Count));
             })));
         }
 
+        Report(0.5);
         var found = Select(groups.Select(g => g.Group).ToArray(), source.Workers);
         for (int g = 0; g < groups.Count; g++)
         {

@@ -192,6 +192,15 @@ public class ByteLevelMergeTests
         Assert.That(reports.Where(r => r.Phase == "write").Select(r => r.Fraction).Last(), Is.EqualTo(1.0));
         Assert.That(reports.FindIndex(r => r.Phase == "write"), Is.GreaterThan(reports.FindLastIndex(r => r.Phase == "prepare")), "prepare comes first");
 
+        // Per-tensor ranking reports its prepare phase tensor by tensor.
+        reports.Clear();
+        Assert.That(ModelMerger.TryMergeBytes(@base, pool, new TiesMerging(ranking: TiesRanking.PerTensor), dir.File("p.safetensors"),
+            new SynchronousProgress<MergeProgress>(reports.Add), default), Is.True);
+        var prepare = reports.Where(r => r.Phase == "prepare").Select(r => r.Fraction).ToArray();
+        Assert.That(prepare, Is.Ordered);
+        Assert.That(prepare[^1], Is.EqualTo(1.0));
+        Assert.That(prepare.Distinct().Count(), Is.GreaterThanOrEqualTo(4));
+
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
         Assert.Throws<OperationCanceledException>(() => ModelMerger.MergeToFile(@base, pool, new DareMerging(new TaskArithmetic()), dir.File("c.safetensors"), cancellationToken: cancelled.Token));
