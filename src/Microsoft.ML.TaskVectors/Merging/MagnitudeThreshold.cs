@@ -155,7 +155,7 @@ internal static unsafe class MagnitudeThreshold
     {
         int n = source.Count;
         var names = source.TensorNames;
-        var lengths = names.Select(name => source.GetShape(name).Aggregate(1L, (a, b) => a * b)).ToArray();
+        var lengths = names.Select(source.Entries).ToArray();
         long total = lengths.Sum();
         if (counts.Count != n || counts.Any(c => c < 0 || c > total))
         {
@@ -262,7 +262,7 @@ internal static unsafe class MagnitudeThreshold
             Report(0.5 * i / names.Count);
             cancellationToken.ThrowIfCancellationRequested();
             var name = names[i];
-            long length = source.GetShape(name).Aggregate(1L, (a, b) => a * b);
+            long length = source.Entries(name);
             var counts = Enumerable.Repeat(count(length), source.Count).ToArray();
             if (length <= TaskBatchKernel.ChunkEntries)
             {
@@ -426,7 +426,7 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>|τ| bit patterns of <paramref name="destination"/>.Length entries (τ = x − b, or x when b is null).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Copy(float* x, float* b, Span<uint> destination)
+    private static void Copy(float* x, float* b, Span<uint> destination)
     {
         for (int i = 0; i < destination.Length; i++)
         {

@@ -22,6 +22,9 @@ internal interface ITaskBatchSource
     /// <summary>Shape of the named tensor.</summary>
     long[] GetShape(string tensorName);
 
+    /// <summary>Entries of the named tensor (the product of its shape).</summary>
+    long Entries(string tensorName) => GetShape(tensorName).Aggregate(1L, (a, b) => a * b);
+
     /// <summary>
     /// Reads <paramref name="tensorName"/> of every task as consecutive chunks that cover it and
     /// calls <paramref name="use"/>(worker, start, chunk) for each: concurrently for different

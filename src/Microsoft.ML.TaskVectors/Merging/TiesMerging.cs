@@ -137,7 +137,7 @@ public sealed class TiesMerging : MergeMethod
     /// <summary>Each task's exact global threshold over every tensor of <paramref name="source"/>.</summary>
     private float?[] FindGlobalThresholds(ITaskBatchSource source, IProgress<double>? progress, CancellationToken cancellationToken)
     {
-        long entries = source.TensorNames.Sum(name => source.GetShape(name).Aggregate(1L, (a, b) => a * b));
+        long entries = source.TensorNames.Sum(source.Entries);
         long keep = MagnitudeThreshold.KeepCount(K, entries);
         return MagnitudeThreshold.Find(source, Enumerable.Repeat(keep, source.Count).ToArray(), progress, cancellationToken);
     }
