@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using Microsoft.ML.TaskVectors.TaskVectors;
@@ -5,14 +6,17 @@ using Microsoft.ML.TaskVectors.TaskVectors;
 namespace Microsoft.ML.TaskVectors.Merging;
 
 /// <summary>
-/// A sample of every task's |τ| (as 65,536 bins of their bit patterns), taken as blocks of consecutive entries at seeded
-/// positions (the same for every task), from which <see cref="MagnitudeThreshold"/> guesses for each
-/// task a window of magnitudes that holds its count-th largest.
+/// A sample of every task's |τ| (a histogram of 65,536 bins of their bit patterns), taken as blocks of consecutive
+/// entries at seeded positions (the same for every task), from which <see cref="MagnitudeThreshold"/> guesses for
+/// each task a window of magnitudes that holds its count-th largest.
 /// </summary>
 /// <remarks>
 /// The window is the sample's estimate widened by a margin of standard errors on each side. Entries in a
 /// block are correlated (rows of one tensor share a scale), so the standard error is that of a
-/// cluster sample, computed from the spread between blocks, and never below the independent one.
+/// cluster sample, computed from the spread between blocks, and never below the independent one. The spread
+/// is measured on at least <see cref="VarianceBlocks"/> blocks spread over the sample (every block when there are
+/// fewer than twice as many), the only ones whose entries are kept: the histogram alone serves the estimate, so the
+/// sample costs little memory however large it is.
 /// </remarks>
 internal sealed unsafe class MagnitudeSample : IDisposable
 {
@@ -40,29 +44,57 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// </summary>
     internal const double NarrowMargin = 3;
 
+    /// <summary>
+    /// Fewest blocks the spread between blocks is measured on: enough for its standard error to be within
+    /// about 9% of itself (√(2/255)), which a margin of several standard errors absorbs.
+    /// </summary>
+    internal const int VarianceBlocks = 256;
+
     /// <summary>Smallest sample a guess is made from.</summary>
     private const int MinimumSize = 4096;
 
     /// <summary>Bits dropped from a magnitude's bit pattern for the sample's histogram (65,536 bins).</summary>
     private const int Shift = 15;
 
-    /// <summary>The guesses' histogram, kept per thread: a fresh 512 KB array would cost its page faults every tensor.</summary>
-    [ThreadStatic]
-    private static long[]? _histogram;
+    private const int HistogramBins = 1 << (31 - Shift);
 
-    private readonly ushort*[] _bins;
-    private readonly long _capacity;
-    private readonly List<int> _blockEnds = [];
-    private int _count;
+    private readonly long[][] _histograms;
+    private readonly ushort*[] _kept;
+    private readonly IReadOnlyList<long> _blockLengths;
+    private readonly int _keepEvery;
+    private readonly List<int> _keptEnds = [];
+    private int _blocks;
+    private int _keptCount;
+    private long _count;
 
-    /// <summary>An empty sample of <paramref name="tasks"/> tasks with room for <paramref name="capacity"/> entries each.</summary>
-    public MagnitudeSample(int tasks, long capacity)
+    /// <summary>An empty sample of <paramref name="tasks"/> tasks that will take blocks of these lengths, in this order.</summary>
+    /// <param name="tasks">Number of tasks.</param>
+    /// <param name="blockLengths">Entries of each block, in the order the blocks are added.</param>
+    /// <param name="varianceBlocks">Fewest blocks whose entries are kept for the spread between blocks (every block when there are fewer than twice as many).</param>
+    public MagnitudeSample(int tasks, IReadOnlyList<long> blockLengths, int varianceBlocks = VarianceBlocks)
     {
-        _capacity = Math.Min(capacity, int.MaxValue);
-        _bins = new ushort*[tasks];
+        ArgumentOutOfRangeException.ThrowIfLessThan(varianceBlocks, 2);
+        _blockLengths = blockLengths;
+        _keepEvery = Math.Max(1, blockLengths.Count / varianceBlocks);
+        long kept = 0;
+        for (int block = 0; block < blockLengths.Count; block += _keepEvery)
+        {
+            kept += blockLengths[block];
+        }
+
+        if (kept > int.MaxValue)
+        {
+            throw new ArgumentException($"The sample's variance blocks hold {kept} entries per task; at most {int.MaxValue} are supported.", nameof(blockLengths));
+        }
+
+        _histograms = new long[tasks][];
+        _kept = new ushort*[tasks];
         for (int t = 0; t < tasks; t++)
         {
-            _bins[t] = (ushort*)NativeMemory.Alloc((nuint)Math.Max(1, _capacity), sizeof(ushort));
+            // Pooled: the per-tensor searches sample every tensor, and fresh arrays would cost their page faults each time.
+            _histograms[t] = ArrayPool<long>.Shared.Rent(HistogramBins);
+            Array.Clear(_histograms[t], 0, HistogramBins);
+            _kept[t] = (ushort*)NativeMemory.Alloc((nuint)Math.Max(1, kept), sizeof(ushort));
         }
     }
 
@@ -86,35 +118,51 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         }
     }
 
-    /// <summary>Adds one block: the histogram bins of |τt| of every task of <paramref name="batch"/>.</summary>
+    /// <summary>Adds the next block: the histogram bins of |τt| of every task of <paramref name="batch"/>.</summary>
     public void Add(TaskBatch batch)
     {
-        if (batch.Count != _bins.Length)
+        if (batch.Count != _histograms.Length)
         {
-            throw new ArgumentException($"The batch has {batch.Count} tasks; the sample has {_bins.Length}.", nameof(batch));
+            throw new ArgumentException($"The batch has {batch.Count} tasks; the sample has {_histograms.Length}.", nameof(batch));
         }
 
-        if (_count + batch.Length > _capacity)
+        if (_blocks == _blockLengths.Count || batch.Length != _blockLengths[_blocks])
         {
-            throw new InvalidOperationException($"The sample holds {_capacity} entries per task; adding {batch.Length} more would exceed it.");
+            throw new InvalidOperationException(_blocks == _blockLengths.Count
+                ? $"The sample was made for {_blockLengths.Count} blocks; all have been added."
+                : $"Block {_blocks} of the sample has {_blockLengths[_blocks]} entries; the batch has {batch.Length}.");
         }
 
-        for (int t = 0; t < _bins.Length; t++)
+        bool keep = _blocks % _keepEvery == 0;
+        for (int t = 0; t < _histograms.Length; t++)
         {
-            Bins(batch.Pointer(t), batch.BasePointer, batch.Length, _bins[t] + _count);
+            fixed (long* histogram = _histograms[t])
+            {
+                Bins(batch.Pointer(t), batch.BasePointer, batch.Length, histogram, keep ? _kept[t] + _keptCount : null);
+            }
         }
 
-        _count += (int)batch.Length;
-        _blockEnds.Add(_count);
+        _blocks++;
+        _count += batch.Length;
+        if (keep)
+        {
+            _keptCount += (int)batch.Length;
+            _keptEnds.Add(_keptCount);
+        }
     }
 
-    /// <summary>bins[i] = |τ[i]|'s bit pattern &gt;&gt; <see cref="Shift"/> (τ = x − b, or x when b is null).</summary>
+    /// <summary>Counts |τ[i]|'s bin (its bit pattern &gt;&gt; <see cref="Shift"/>; τ = x − b, or x when b is null), and keeps it when asked.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bins(float* x, float* b, long n, ushort* bins)
+    private static void Bins(float* x, float* b, long n, long* histogram, ushort* kept)
     {
         for (long i = 0; i < n; i++)
         {
-            bins[i] = (ushort)((MagnitudeThreshold.Bits(x, b, i) & MagnitudeThreshold.MagnitudeMask) >> Shift);
+            int bin = (int)((MagnitudeThreshold.Bits(x, b, i) & MagnitudeThreshold.MagnitudeMask) >> Shift);
+            histogram[bin]++;
+            if (kept is not null)
+            {
+                kept[i] = (ushort)bin;
+            }
         }
     }
 
@@ -126,31 +174,26 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public MagnitudeThreshold.Window[]? Guess(IReadOnlyList<long> counts, long total, double margin = WideMargin)
     {
-        int s = _count;
-        if (s < MinimumSize || _blockEnds.Count < 2)
+        long s = _count;
+        if (s < MinimumSize || _blocks < 2)
         {
             return null;
         }
 
-        var windows = new MagnitudeThreshold.Window[_bins.Length];
-        var histogram = _histogram ??= new long[1 << (31 - Shift)];
-        for (int t = 0; t < _bins.Length; t++)
+        var windows = new MagnitudeThreshold.Window[_histograms.Length];
+        for (int t = 0; t < _histograms.Length; t++)
         {
             if (counts[t] <= 0)
             {
                 continue;
             }
 
-            var bins = new ReadOnlySpan<ushort>(_bins[t], s);
-            Array.Clear(histogram);
-            foreach (ushort b in bins)
-            {
-                histogram[b]++;
-            }
-
+            var histogram = new ReadOnlySpan<long>(_histograms[t], 0, HistogramBins);
             double q = counts[t] / (double)total;
             int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
-            double sigma = Math.Sqrt(Math.Max(ClusterVariance(bins, estimate), q * (1 - q) / s));
+            // The kept blocks' spread, scaled from their number to the sample's: the variance of a mean of blocks goes as 1/blocks.
+            double clusterVariance = ClusterVariance(new ReadOnlySpan<ushort>(_kept[t], _keptCount), estimate) * _keptEnds.Count / _blocks;
+            double sigma = Math.Sqrt(Math.Max(clusterVariance, q * (1 - q) / s));
             double width = margin * sigma + 1.0 / s;
             long highRank = (long)Math.Floor((q - width) * s);
             long lowRank = (long)Math.Ceiling((q + width) * s);
@@ -163,48 +206,59 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     }
 
     /// <summary>
-    /// Variance of the sampled proportion of magnitudes in bin <paramref name="estimate"/> or above
-    /// when whole blocks are the sampled units: B/(B−1)·Σb (cb − p·nb)² / s².
+    /// Variance of the proportion of magnitudes in bin <paramref name="estimate"/> or above among the kept
+    /// blocks, with whole blocks as the sampled units: B/(B−1)·Σb (cb − p·nb)² / s² (B blocks of s entries in all).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private double ClusterVariance(ReadOnlySpan<ushort> bits, int estimate)
+    private double ClusterVariance(ReadOnlySpan<ushort> bins, int estimate)
     {
-        var counts = new long[_blockEnds.Count];
+        int blocks = _keptEnds.Count;
+        if (blocks < 2)
+        {
+            return 0;
+        }
+
+        var counts = new long[blocks];
         long above = 0;
         int start = 0;
-        for (int block = 0; block < _blockEnds.Count; block++)
+        for (int block = 0; block < blocks; block++)
         {
             long c = 0;
-            foreach (ushort b in bits[start.._blockEnds[block]])
+            foreach (ushort b in bins[start.._keptEnds[block]])
             {
                 c += b >= estimate ? 1 : 0;
             }
 
             counts[block] = c;
             above += c;
-            start = _blockEnds[block];
+            start = _keptEnds[block];
         }
 
-        double p = above / (double)bits.Length, sum = 0;
+        double p = above / (double)bins.Length, sum = 0;
         start = 0;
-        for (int block = 0; block < counts.Length; block++)
+        for (int block = 0; block < blocks; block++)
         {
-            double d = counts[block] - p * (_blockEnds[block] - start);
+            double d = counts[block] - p * (_keptEnds[block] - start);
             sum += d * d;
-            start = _blockEnds[block];
+            start = _keptEnds[block];
         }
 
-        int blocks = counts.Length;
-        return blocks / (blocks - 1.0) * sum / ((double)bits.Length * bits.Length);
+        return blocks / (blocks - 1.0) * sum / ((double)bins.Length * bins.Length);
     }
 
     /// <summary>Frees the sample's buffers.</summary>
     public void Dispose()
     {
-        for (int t = 0; t < _bins.Length; t++)
+        for (int t = 0; t < _histograms.Length; t++)
         {
-            NativeMemory.Free(_bins[t]);
-            _bins[t] = null;
+            if (_histograms[t] is { } histogram)
+            {
+                ArrayPool<long>.Shared.Return(histogram);
+                _histograms[t] = null!;
+            }
+
+            NativeMemory.Free(_kept[t]);
+            _kept[t] = null;
         }
     }
 }

@@ -125,7 +125,7 @@ internal static unsafe class MagnitudeThreshold
         if (batch.Length >= SampledFrom)
         {
             var blocks = MagnitudeSample.Blocks(0, batch.Length, MagnitudeSample.InMemoryBlock, MagnitudeSample.InMemoryStride).ToArray();
-            using var sample = new MagnitudeSample(n, blocks.Sum(b => b.Length));
+            using var sample = new MagnitudeSample(n, blocks.Select(b => b.Length).ToArray());
             foreach (var (start, length) in blocks)
             {
                 sample.Add(batch.Slice(start, length));
@@ -217,7 +217,7 @@ internal static unsafe class MagnitudeThreshold
             offset += lengths[i];
         }
 
-        using var sample = new MagnitudeSample(source.Count, blocks.Sum(b => b.Sum(r => r.Length)));
+        using var sample = new MagnitudeSample(source.Count, blocks.SelectMany(b => b.Select(r => r.Length)).ToArray());
         for (int i = 0; i < names.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();

@@ -27,9 +27,11 @@ public sealed record Block(int Index, string Name, IReadOnlyList<string> TensorN
 /// <summary>
 /// The blocks j of θ = θ0 + Σt Σj z[t,j]·τt,j. Every entry of every tensor belongs to exactly one block.
 /// </summary>
-public sealed class BlockPartition
+public sealed partial class BlockPartition
 {
-    private static readonly Regex LayerPattern = new(@"^(.*?\.(?:layers|resblocks|layer|blocks|h)\.\d+)\.", RegexOptions.Compiled | RegexOptions.CultureInvariant);
+    // Source-generated: a Compiled regex costs its compilation at every start of a short-lived process.
+    [GeneratedRegex(@"^(.*?\.(?:layers|resblocks|layer|blocks|h)\.\d+)\.", RegexOptions.CultureInvariant)]
+    private static partial Regex LayerPattern();
     private readonly Dictionary<string, int[]> _blocksOfTensor;
 
     private BlockPartition(BlockGranularity granularity, int partsPerTensor, long seed, IReadOnlyList<Block> blocks)
@@ -96,7 +98,7 @@ public sealed class BlockPartition
 
     private static string LayerKey(string tensorName)
     {
-        var m = LayerPattern.Match(tensorName);
+        var m = LayerPattern().Match(tensorName);
         return m.Success ? m.Groups[1].Value : tensorName;
     }
 

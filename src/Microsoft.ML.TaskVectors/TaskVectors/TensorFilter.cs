@@ -43,7 +43,8 @@ public sealed class TensorFilter
     {
         try
         {
-            return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+            // Interpreted: a filter matches a few hundred names once, less than compiling would cost.
+            return new Regex(pattern, RegexOptions.CultureInvariant);
         }
         catch (ArgumentException e)
         {

@@ -117,6 +117,46 @@ public unsafe class MagnitudeSearchTests
     }
 
     [Test]
+    public void SampleSpreadFromEveryFewBlocks_GivesTheWindowOfTheWholeSample()
+    {
+        // 4M entries sampled as 977 blocks: every 3rd block's entries are kept for the spread between
+        // blocks. Its window must hold the answer and be about as wide as when every block is kept;
+        // without scaling the spread to the whole sample's block count it would be about √3 wider.
+        const int population = 4_000_000;
+        var values = Values(new Random(8), population, ties: false);
+        long count = population / 5;
+        uint answer = BitConverter.SingleToUInt32Bits(KthLargest(values, count));
+        var blocks = MagnitudeSample.Blocks(0, population, MagnitudeSample.InMemoryBlock, MagnitudeSample.InMemoryStride).ToArray();
+        var lengths = blocks.Select(b => b.Length).ToArray();
+        Assert.That(lengths.Length / MagnitudeSample.VarianceBlocks, Is.EqualTo(3), "the test's premise: every 3rd block kept");
+
+        long Inside(MagnitudeThreshold.Window w) =>
+            values.LongCount(v => (BitConverter.SingleToUInt32Bits(v) & MagnitudeThreshold.MagnitudeMask) is var b && b >= w.Low && b < w.High);
+
+        fixed (float* p = values)
+        {
+            var batch = new TaskBatch([(IntPtr)p], null, population);
+            MagnitudeThreshold.Window Guess(int varianceBlocks)
+            {
+                using var sample = new MagnitudeSample(1, lengths, varianceBlocks);
+                foreach (var (start, length) in blocks)
+                    sample.Add(batch.Slice(start, length));
+                return sample.Guess([count], population)![0];
+            }
+
+            var spread = Guess(MagnitudeSample.VarianceBlocks);
+            var whole = Guess(int.MaxValue);
+            foreach (var w in new[] { spread, whole })
+                Assert.That(answer, Is.InRange(w.Low, w.High - 1), $"window {w} holds the answer");
+            Assert.That(Inside(spread) / (double)Inside(whole), Is.InRange(0.7, 1.4), $"entries inside {spread} against {whole}");
+
+            using var strict = new MagnitudeSample(1, lengths);
+            Assert.That(() => strict.Add(batch.Slice(0, lengths[0] + 1)),
+                Throws.InvalidOperationException.With.Message.Contains($"Block 0 of the sample has {lengths[0]} entries"));
+        }
+    }
+
+    [Test]
     public void PerTensorSearch_EqualsSortingEachTensor_ReadingSampledTensorsOnce()
     {
         var rng = new Random(6);
