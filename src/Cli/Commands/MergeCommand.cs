@@ -34,12 +34,17 @@ internal static class MergeCommand
         var alpha = new Option<double>("--alpha") { Description = "TSV-M: scaling α.", DefaultValueFactory = _ => 1.0 };
         var wudiLr = new Option<double>("--wudi-lr") { Description = "WUDI: Adam learning rate.", DefaultValueFactory = _ => 1e-5 };
         var wudiSteps = new Option<int>("--wudi-steps") { Description = "WUDI: Adam steps per 2-D weight.", DefaultValueFactory = _ => 300 };
+        var device = new Option<string>("--device")
+        {
+            Description = "TSV-M and WUDI: auto, cpu, cuda or cuda:N (an explicit CUDA device is never replaced by the CPU).",
+            DefaultValueFactory = _ => ComputeDevice.Auto,
+        };
         var output = new Option<string>("--out") { Description = "Where to write the merged checkpoint (.safetensors).", Required = true };
         var selection = new TensorSelectionOptions();
 
         var command = new Command("merge", "Merge task vectors into the base model and write a complete checkpoint.")
         {
-            method, @base, finetuned, lambda, k, ranking, aggregation, p, seed, alpha, wudiLr, wudiSteps, output,
+            method, @base, finetuned, lambda, k, ranking, aggregation, p, seed, alpha, wudiLr, wudiSteps, device, output,
         };
         selection.AddTo(command);
         command.SetAction((result, cancellationToken) =>
@@ -55,6 +60,8 @@ internal static class MergeCommand
                 Alpha = result.GetValue(alpha),
                 WudiLearningRate = result.GetValue(wudiLr),
                 WudiSteps = result.GetValue(wudiSteps),
+                Device = result.GetValue(device)!,
+                RequireDevice = !string.Equals(result.GetValue(device)!.Trim(), ComputeDevice.Auto, StringComparison.OrdinalIgnoreCase),
             };
             var mergeMethod = MergeMethods.Create(result.GetValue(method)!, options);
             Run(result.GetValue(@base)!, result.GetValue(finetuned)!, mergeMethod, selection.Read(result), result.GetValue(output)!, cancellationToken);

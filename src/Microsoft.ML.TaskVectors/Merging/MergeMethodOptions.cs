@@ -32,4 +32,14 @@ public sealed class MergeMethodOptions
 
     /// <summary>WUDI: Adam steps per 2-D tensor. Default 300.</summary>
     public int WudiSteps { get; set; } = 300;
+
+    /// <summary>
+    /// TSV-M and WUDI, the compute-bound methods: where they compute, <c>auto</c> (default: CUDA device 0 when
+    /// available, else the CPU), <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c> (see <see cref="Runtime.ComputeDevice.Resolve"/>).
+    /// The other methods stream the checkpoints through the CPU, which their speed is bound by.
+    /// </summary>
+    public string Device { get; set; } = Runtime.ComputeDevice.Auto;
+
+    /// <summary>With a CUDA <see cref="Device"/>: fail when it cannot be used instead of falling back to the CPU.</summary>
+    public bool RequireDevice { get; set; }
 }

@@ -37,6 +37,7 @@ public static class MergeMethods
     /// </summary>
     /// <exception cref="ArgumentException">The name is not one of <see cref="Names"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is outside its allowed range.</exception>
+    /// <exception cref="InvalidOperationException">TSV-M or WUDI with <see cref="MergeMethodOptions.RequireDevice"/> and a CUDA device that cannot be used.</exception>
     public static MergeMethod Create(string name, MergeMethodOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -48,9 +49,9 @@ public static class MergeMethods
             TiesName => CreateTies(o),
             DareTaskArithmeticName => new DareMerging(new TaskArithmetic(o.Lambda ?? TaskArithmetic.DefaultLambda), o.P, o.Seed),
             DareTiesName => new DareMerging(CreateTies(o), o.P, o.Seed),
-            TsvName => new TsvMerging(o.Alpha),
+            TsvName => new TsvMerging(o.Alpha, Runtime.ComputeDevice.Resolve(o.Device, o.RequireDevice)),
             NegateName => new TaskNegation(o.Lambda ?? 1.0),
-            WudiName => new WudiMerging(o.WudiLearningRate, o.WudiSteps),
+            WudiName => new WudiMerging(o.WudiLearningRate, o.WudiSteps, Runtime.ComputeDevice.Resolve(o.Device, o.RequireDevice)),
             _ => throw new ArgumentException(
                 $"Unknown merge method '{name}'. Valid names: {string.Join(", ", Names)}.", nameof(name)),
         };

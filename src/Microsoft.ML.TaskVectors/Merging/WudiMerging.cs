@@ -7,21 +7,27 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// <summary>
 /// WUDI (SPEC 2.1): for each 2-D weight, start from Σt τt and minimise
 /// Σt ‖(τm − τt)·τtᵀ‖² / ‖τt‖² with Adam, so the merged update acts on each task's input subspace as
-/// that task's own vector does; other tensors are averaged. θ = θ0 + τm. Data-free.
+/// that task's own vector does; other tensors are averaged. θ = θ0 + τm. Data-free. The optimisation runs on
+/// <see cref="Device"/> (its matrix products are GPU work: hundreds of steps per weight); the result is returned on the CPU.
 /// </summary>
 public sealed class WudiMerging : MergeMethod
 {
     /// <summary>Creates the method.</summary>
     /// <param name="learningRate">Adam's learning rate (default 1e-5).</param>
     /// <param name="steps">Adam steps per tensor (default 300).</param>
-    public WudiMerging(double learningRate = 1e-5, int steps = 300)
+    /// <param name="device">Where the optimisation runs (null: the CPU); see <see cref="Runtime.ComputeDevice.Resolve"/>.</param>
+    public WudiMerging(double learningRate = 1e-5, int steps = 300, Device? device = null)
     {
         if (!(learningRate > 0) || !double.IsFinite(learningRate))
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "WUDI's learning rate must be a positive number.");
         if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "WUDI's step count must be ≥ 0.");
         LearningRate = learningRate;
         Steps = steps;
+        Device = device ?? CPU;
     }
+
+    /// <summary>Where the optimisation runs.</summary>
+    public Device Device { get; }
 
     /// <inheritdoc />
     public override string Name => MergeMethods.WudiName;
@@ -56,8 +62,9 @@ public sealed class WudiMerging : MergeMethod
         ValidateArguments(tensorName, taskVectors);
         using var scope = NewDisposeScope();
         var tasks = Enumerable.Range(0, taskVectors.Count).Select(t => taskVectors.Get(t, tensorName)).ToArray();
+        if (tasks[0].dim() != 2) return (tasks.Aggregate((a, b) => a + b) / tasks.Length).MoveToOuterDisposeScope();
+        tasks = tasks.Select(t => t.to(Device)).ToArray();
         var sum = tasks.Aggregate((a, b) => a + b);
-        if (sum.dim() != 2) return (sum / tasks.Length).MoveToOuterDisposeScope();
 
         var parameter = nn.Parameter(sum.clone());
         using (var optimizer = optim.Adam([parameter], lr: LearningRate))
@@ -72,7 +79,7 @@ public sealed class WudiMerging : MergeMethod
                 loss.backward();
                 optimizer.step();
             }
-            return parameter.detach().clone().MoveToOuterDisposeScope();
+            return parameter.detach().cpu().clone().MoveToOuterDisposeScope();
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Runtime;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.Tests.Cli;
@@ -75,6 +76,27 @@ public class MergeAndInspectCommandTests
         var (code2, _, stderr2) = CliRunner.Run(["merge", "--method", "magic", "--base", basePath, "--finetuned", .. fts, "--out", dir.File("o.safetensors")]);
         Assert.That(code2, Is.Not.EqualTo(0));
         Assert.That(stderr2, Does.Contain("magic"));
+    }
+
+    [Test]
+    public void AnExplicitDeviceThatCannotBeUsedIsRefused()
+    {
+        using var dir = new TempDirectory();
+        var (basePath, fts) = RandomCheckpoints.Write(dir, tasks: 2);
+        var output = dir.File("o.safetensors");
+        var (bad, _, badError) = CliRunner.Run(["merge", "--method", "tsv", "--device", "gpu", "--base", basePath, "--finetuned", .. fts, "--out", output]);
+        Assert.That(bad, Is.Not.EqualTo(0));
+        Assert.That(badError, Does.Contain("'gpu'"));
+        var (cpu, _, cpuError) = CliRunner.Run(["merge", "--method", "tsv", "--device", "cpu", "--base", basePath, "--finetuned", .. fts, "--out", output]);
+        Assert.That(cpu, Is.EqualTo(0), cpuError);
+
+        Assume.That(ComputeDevice.IsCudaAvailable(), Is.False, "the rest is about a machine without CUDA");
+        File.Delete(output);
+        var (code, _, stderr) = CliRunner.Run(["merge", "--method", "wudi", "--device", "cuda", "--base", basePath, "--finetuned", .. fts, "--out", output]);
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(stderr, Does.Contain("'cuda' cannot be used"));
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(File.Exists(output), Is.False);
     }
 
     [Test]

@@ -1,4 +1,6 @@
 using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.Runtime;
+using TorchSharp;
 
 namespace Microsoft.ML.TaskVectors.Tests.Merging;
 
@@ -33,6 +35,21 @@ public class MergeMethodsFactoryTests
         Assert.That(((TaskArithmetic)MergeMethods.Create("task-arithmetic", options)).Lambda, Is.EqualTo(0.7));
         Assert.That(MergeMethods.Create("average", options), Is.TypeOf<WeightAveraging>());
         Assert.That(MergeMethods.Create("average", null).Name, Is.EqualTo("average"));
+    }
+
+    [Test]
+    public void Create_PutsTheComputeBoundMethodsOnTheRequestedDevice()
+    {
+        Assert.That(((TsvMerging)MergeMethods.Create("tsv", new MergeMethodOptions { Device = "cpu" })).Device.type, Is.EqualTo(DeviceType.CPU));
+        Assert.That(((WudiMerging)MergeMethods.Create("wudi", new MergeMethodOptions { Device = "CPU", RequireDevice = true })).Device.type, Is.EqualTo(DeviceType.CPU));
+        var unknown = Assert.Throws<ArgumentException>(() => MergeMethods.Create("tsv", new MergeMethodOptions { Device = "gpu" }));
+        Assert.That(unknown!.Message, Does.Contain("'gpu'"));
+
+        Assume.That(ComputeDevice.IsCudaAvailable(), Is.False, "the rest is about a machine without CUDA");
+        Assert.That(((TsvMerging)MergeMethods.Create("tsv", new MergeMethodOptions { Device = "cuda" })).Device.type, Is.EqualTo(DeviceType.CPU),
+            "without RequireDevice an unusable CUDA device falls back to the CPU");
+        var refused = Assert.Throws<InvalidOperationException>(() => MergeMethods.Create("wudi", new MergeMethodOptions { Device = "cuda:1", RequireDevice = true }));
+        Assert.That(refused!.Message, Does.Contain("'cuda:1' cannot be used"));
     }
 
     [Test]
