@@ -124,6 +124,8 @@ internal static unsafe class TiesKernel
         long i = start;
         if (Vector.IsHardwareAccelerated)
         {
+            // Each task's kept values, formed once and reused by the agreement pass from L1.
+            var kept = stackalloc Vector<float>[n];
             const long block = 1L << 20; // keeps the per-lane sign counts within int
             while (i + width <= end)
             {
@@ -133,11 +135,11 @@ internal static unsafe class TiesKernel
                 {
                     // τt = θt − θ0 when there is a base (x − (+0) = x exactly otherwise).
                     var b = baseValues is null ? zero : Unsafe.ReadUnaligned<Vector<float>>(baseValues + i);
-                    var sum = Kept(inputs, thresholds, 0, i, b);
+                    var sum = kept[0] = Kept(inputs, thresholds, 0, i, b);
                     var nonZero = ~Vector.Equals(sum, zero);
                     for (int t = 1; t < n; t++)
                     {
-                        var k = Kept(inputs, thresholds, t, i, b);
+                        var k = kept[t] = Kept(inputs, thresholds, t, i, b);
                         sum += k;
                         nonZero |= ~Vector.Equals(k, zero);
                     }
@@ -151,7 +153,7 @@ internal static unsafe class TiesKernel
                     var count = zero;
                     for (int t = 0; t < n; t++)
                     {
-                        var k = Kept(inputs, thresholds, t, i, b);
+                        var k = kept[t];
                         var agrees = Vector.ConditionalSelect(negative, Vector.LessThan(k, zero), Vector.GreaterThan(k, zero));
                         total += Vector.ConditionalSelect(agrees, k, k * zero);
                         count += Vector.ConditionalSelect(agrees, one, zero);
