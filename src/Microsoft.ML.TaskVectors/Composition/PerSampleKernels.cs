@@ -88,6 +88,11 @@ internal static unsafe class PerSampleKernels
     }
 
     /// <summary>x [B, T, in] (float32, CPU), mixing [B, R], stack [R, out·in] → y [B, T, out].</summary>
+    /// <param name="x">Inputs [B, T, in].</param>
+    /// <param name="mixing">Each sample's coefficients of the stacked weights [B, R].</param>
+    /// <param name="stack">The R weights, each flattened out·in [R, out·in].</param>
+    /// <param name="outFeatures">Output features of each weight.</param>
+    /// <param name="inFeatures">Input features of each weight.</param>
     /// <param name="wide">The AVX-512 kernels (default: when the CPU has them).</param>
     /// <param name="groupBytes">Cache budget for the samples' operands per pass over the stack (default 16 MiB).</param>
     public static Tensor Forward(Tensor x, Tensor mixing, Tensor stack, long outFeatures, long inFeatures, bool? wide = null, long groupBytes = GroupBytes)

@@ -32,6 +32,7 @@ public static class OpenMpWaitPolicy
     }
 
     [ModuleInitializer]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2255", Justification = "libgomp reads the variable once, when libtorch loads: only a module initializer runs early enough.")]
     internal static void Apply()
     {
         if (!OperatingSystem.IsLinux()
