@@ -20,7 +20,7 @@ internal static class MergeBenchmark
 {
     public sealed record MethodResult(string Method, double Seconds, double PrepareSeconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint);
 
-    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking, int Repeats);
+    public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking, int Repeats, string Device);
 
     /// <summary>The measurement of reading the files as the byte-level merge does, without merging.</summary>
     public const string ChunkedRead = "read-chunks";
@@ -31,12 +31,13 @@ internal static class MergeBenchmark
     /// run <paramref name="repeats"/> times and the fastest kept (with the largest peak memory seen),
     /// which filters out what else the machine was doing.
     /// </summary>
-    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods, string ranking, int repeats,
+    /// <param name="device">Where TSV-M and WUDI compute (the other methods stream on the CPU); see <see cref="MergeMethodOptions.Device"/>.</param>
+    public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods, string ranking, int repeats, string device,
         Func<string, string[], Measurement> runChild, TextWriter log, CancellationToken cancellationToken)
     {
         EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
         long checkpointBytes = layout.Sum(t => t.ByteLength);
-        string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--ranking", ranking, "--measure", what];
+        string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--ranking", ranking, "--device", device, "--measure", what];
         Measurement Best(string what)
         {
             var runs = Enumerable.Range(0, repeats).Select(_ => runChild(what, Args(what))).ToArray();
@@ -59,7 +60,8 @@ internal static class MergeBenchmark
             string prepare = m.PrepareSeconds > 0 ? $", {m.PrepareSeconds:F2} s of it before writing" : "";
             log.WriteLine($"{name}: {m.Seconds:F2} s{prepare} ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
-        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking, repeats);
+        return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking, repeats,
+            ComputeDevice.Resolve(device, requireRequested: true).ToString());
     }
 
     /// <summary>
@@ -72,7 +74,7 @@ internal static class MergeBenchmark
     /// One measurement in this process: "read" (read the N+1 files tensor by tensor), <see cref="ChunkedRead"/>
     /// (read them as the byte-level merge does) or a merge method's name (TIES ranking "global" or "per-tensor").
     /// </summary>
-    public static Measurement Measure(string workDirectory, int tasks, string what, string ranking, CancellationToken cancellationToken)
+    public static Measurement Measure(string workDirectory, int tasks, string what, string ranking, string device, CancellationToken cancellationToken)
     {
         var basePath = Path.Combine(workDirectory, "base.safetensors");
         var finetuned = Enumerable.Range(0, tasks).Select(t => Path.Combine(workDirectory, $"ft{t}.safetensors")).ToArray();
@@ -99,7 +101,12 @@ internal static class MergeBenchmark
                 }
                 else
                 {
-                    var options = new MergeMethodOptions { Ranking = ranking == "per-tensor" ? TiesRanking.PerTensor : TiesRanking.Global };
+                    var options = new MergeMethodOptions
+                    {
+                        Ranking = ranking == "per-tensor" ? TiesRanking.PerTensor : TiesRanking.Global,
+                        Device = device,
+                        RequireDevice = true,
+                    };
                     var phases = new SynchronousProgress<MergeProgress>(p =>
                     {
                         if (p.Phase == "prepare" && p.Fraction >= 1) prepared = watch.Elapsed.TotalSeconds;
@@ -181,6 +188,7 @@ internal static class MergeBenchmark
         read_seconds = r.ReadSeconds,
         chunked_read_seconds = r.ChunkedReadSeconds,
         ties_ranking = r.Ranking,
+        device = r.Device,
         repeats = r.Repeats,
         methods = r.Methods.ToDictionary(m => m.Method, m => new
         {

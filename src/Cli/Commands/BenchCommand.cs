@@ -109,9 +109,10 @@ internal static class BenchCommand
         ranking.AcceptOnlyFromAmong("global", "per-tensor");
         var measure = new Option<string?>("--measure") { Hidden = true, Description = "Internal: one measurement in this process." };
         var repeats = new Option<int>("--repeats") { Description = "Runs per measurement (the fastest is kept).", DefaultValueFactory = _ => 3 };
+        var device = new Option<string>("--device") { Description = "Where TSV-M and WUDI compute: cpu, cuda or cuda:N (never replaced by another).", DefaultValueFactory = _ => "cpu" };
         var command = new Command("merge", "Merge N random task vectors of a ViT-sized model; compare with reading the N+1 files.")
         {
-            tasks, width, layers, methods, work, ranking, repeats, measure,
+            tasks, width, layers, methods, work, ranking, repeats, device, measure,
         };
         command.SetAction((result, cancellationToken) =>
         {
@@ -120,14 +121,16 @@ internal static class BenchCommand
             if (result.GetValue(repeats) < 1) throw new ArgumentException($"--repeats must be at least 1 (got {result.GetValue(repeats)}).");
             foreach (var m in result.GetValue(methods)!)
                 if (!MergeMethods.Names.Contains(m)) throw new ArgumentException($"--methods: unknown method '{m}'; valid: {string.Join(", ", MergeMethods.Names)}.");
+            var where = result.GetValue(device)!;
+            ComputeDevice.Resolve(where, requireRequested: true); // refused before any work
             if (result.GetValue(measure) is { } what)
             {
-                Console.WriteLine(JsonSerializer.Serialize(MergeBenchmark.Measure(result.GetValue(work)!, n, what, result.GetValue(ranking)!, cancellationToken)));
+                Console.WriteLine(JsonSerializer.Serialize(MergeBenchmark.Measure(result.GetValue(work)!, n, what, result.GetValue(ranking)!, where, cancellationToken)));
                 return Task.FromResult(0);
             }
             var layout = VitLayout.Vision(result.GetValue(width), result.GetValue(layers));
             var r = MergeBenchmark.Run(result.GetValue(work)!, n, layout, result.GetValue(methods)!.Distinct().ToArray(), result.GetValue(ranking)!,
-                result.GetValue(repeats), RunChild, Console.Out, cancellationToken);
+                result.GetValue(repeats), where, RunChild, Console.Out, cancellationToken);
             Console.WriteLine(MergeBenchmark.ToJson(r));
             return Task.FromResult(0);
         });
