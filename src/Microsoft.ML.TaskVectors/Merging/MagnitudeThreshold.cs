@@ -137,13 +137,16 @@ internal static unsafe class MagnitudeThreshold
         return Select([new Group(batch.Length, counts, guesses, InMemory(batch))], Environment.ProcessorCount)[0];
     }
 
-    /// <summary>A pass over an in-memory batch: its entries split over the cores.</summary>
-    private static Action<Action<int, TaskBatch>> InMemory(TaskBatch batch) => visit =>
-        FloatKernels.ForRanges(batch.Length, FloatKernels.Pieces(batch.Length), (piece, start, end) => visit(piece, batch.Slice(start, end - start)));
+    /// <summary>A pass over an in-memory batch: its entries split over the cores (or into <paramref name="pieces"/>).</summary>
+    private static Action<Action<int, TaskBatch>> InMemory(TaskBatch batch, int? pieces = null) => visit =>
+        FloatKernels.ForRanges(batch.Length, pieces ?? FloatKernels.Pieces(batch.Length), (piece, start, end) => visit(piece, batch.Slice(start, end - start)));
 
-    /// <summary>The search over an in-memory batch from the given first windows (collected), whether or not they hold the answers.</summary>
-    internal static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts, Window[] firstWindows) =>
-        Select([new Group(batch.Length, counts, firstWindows, InMemory(batch))], Environment.ProcessorCount)[0];
+    /// <summary>
+    /// The search over an in-memory batch from the given first windows (collected), whether or not they
+    /// hold the answers, its passes split into <paramref name="workers"/> pieces (default: the cores).
+    /// </summary>
+    internal static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts, Window[] firstWindows, int? workers = null) =>
+        Select([new Group(batch.Length, counts, firstWindows, InMemory(batch, workers))], workers ?? Environment.ProcessorCount)[0];
 
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| over every tensor of
@@ -380,14 +383,16 @@ internal static unsafe class MagnitudeThreshold
     }
 
     /// <summary>
-    /// The need-th largest of a tally's collected bit patterns, in place: a radix select over 11, 10
-    /// and 10 bits, each round keeping only the entries of the bin that holds the answer.
+    /// The need-th largest of a tally's collected bit patterns (its own and those it adopted), in place:
+    /// a radix select over 11, 10 and 10 bits, each round keeping only the entries of the bin that holds
+    /// the answer. The first round gathers them from every part into the tally's own buffer, which has
+    /// room for them all (see <see cref="Tally.Add"/>); its reads stay ahead of its writes.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint SelectCollected(Tally tally, long need)
     {
         uint* bits = tally.Collected;
-        long count = tally.CollectedCount;
+        var parts = tally.Adopted.Prepend(((IntPtr)bits, tally.CollectedCount)).ToArray();
         uint prefix = 0;
         Span<long> histogram = stackalloc long[1 << 11];
         foreach (var (shift, width) in new[] { (20, 11), (10, 10), (0, 10) })
@@ -395,23 +400,31 @@ internal static unsafe class MagnitudeThreshold
             uint mask = (1u << width) - 1;
             var h = histogram[..(1 << width)];
             h.Clear();
-            for (long i = 0; i < count; i++)
+            foreach (var (part, count) in parts)
             {
-                h[(int)((bits[i] >> shift) & mask)]++;
+                var x = (uint*)part;
+                for (long i = 0; i < count; i++)
+                {
+                    h[(int)((x[i] >> shift) & mask)]++;
+                }
             }
 
             (int bin, need) = Walk(h, need);
             prefix |= (uint)bin << shift;
-            long kept = 0;
-            for (long i = 0; i < count; i++)
+            int kept = 0;
+            foreach (var (part, count) in parts)
             {
-                if (((bits[i] >> shift) & mask) == (uint)bin)
+                var x = (uint*)part;
+                for (long i = 0; i < count; i++)
                 {
-                    bits[kept++] = bits[i];
+                    if (((x[i] >> shift) & mask) == (uint)bin)
+                    {
+                        bits[kept++] = x[i];
+                    }
                 }
             }
 
-            count = kept;
+            parts = [((IntPtr)bits, kept)];
         }
 
         return prefix;
@@ -476,22 +489,26 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>One task's counts in one pass over its window.</summary>
     /// <remarks>
-    /// Collections live in native memory: freed blocks of the heap (the sample's, for one) serve
-    /// them again without the page faults of fresh memory.
+    /// A collection is allocated at its cap (up to 64 MB) at once: only the pages it fills cost memory
+    /// (fresh pages are what costs time), where growing it step by step would copy it into fresh blocks
+    /// again and again. Beyond 64 MB it doubles as it fills. The workers'
+    /// collections are not copied together either: the first worker's tally adopts the others', and
+    /// the select reads them all.
     /// </remarks>
     private sealed class Tally : IDisposable
     {
         /// <summary>Collections stop (and the window is histogrammed instead) beyond this many entries.</summary>
-        private readonly long _cap;
+        private readonly int _cap;
+        private readonly List<(IntPtr Bits, int Count)> _adopted = [];
         private int _capacity;
 
         public Tally(Window window, bool collect, long cap)
         {
             Window = window;
-            _cap = cap;
+            _cap = (int)Math.Min(cap, Array.MaxLength);
             if (collect)
             {
-                _capacity = 1 << 14;
+                _capacity = Math.Min(_cap, 1 << 24);
                 Collected = (uint*)NativeMemory.Alloc((nuint)_capacity, sizeof(uint));
             }
             else
@@ -514,6 +531,12 @@ internal static unsafe class MagnitudeThreshold
 
         public int CollectedCount { get; private set; }
 
+        /// <summary>Other workers' collections this tally took over (see <see cref="Add"/>).</summary>
+        public IReadOnlyList<(IntPtr Bits, int Count)> Adopted => _adopted;
+
+        /// <summary>Collected entries, adopted ones included.</summary>
+        public long TotalCollected => CollectedCount + _adopted.Sum(a => (long)a.Count);
+
         /// <summary>Adds an entry inside the window: collected, or counted once the collection has overflowed.</summary>
         public void Collect(uint bits)
         {
@@ -525,7 +548,7 @@ internal static unsafe class MagnitudeThreshold
 
             if (CollectedCount == _capacity)
             {
-                if (_capacity >= _cap)
+                if (_capacity == _cap)
                 {
                     Overflow();
                     Collect(bits);
@@ -539,22 +562,26 @@ internal static unsafe class MagnitudeThreshold
             Collected[CollectedCount++] = bits;
         }
 
-        /// <summary>Adds another piece's tally of the same window.</summary>
+        /// <summary>
+        /// Adds another worker's tally of the same window (one that adopted nothing), taking over its
+        /// collection; this tally's buffer grows to hold them all if needed.
+        /// </summary>
         public void Add(Tally other)
         {
             Above += other.Above;
             Inside += other.Inside;
-            if (Collected is not null && other.Collected is not null && (long)CollectedCount + other.CollectedCount <= _cap)
+            long total = TotalCollected + other.CollectedCount;
+            if (Collected is not null && other.Collected is not null && total <= _cap)
             {
-                long count = (long)CollectedCount + other.CollectedCount;
-                if (count > _capacity)
+                if (total > _capacity)
                 {
-                    _capacity = (int)count;
+                    _capacity = (int)total;
                     Collected = (uint*)NativeMemory.Realloc(Collected, (nuint)_capacity * sizeof(uint));
                 }
 
-                Buffer.MemoryCopy(other.Collected, Collected + CollectedCount, (long)(_capacity - CollectedCount) * sizeof(uint), (long)other.CollectedCount * sizeof(uint));
-                CollectedCount = (int)count;
+                _adopted.Add(((IntPtr)other.Collected, other.CollectedCount));
+                other.Collected = null;
+                other.CollectedCount = 0;
                 return;
             }
 
@@ -586,12 +613,17 @@ internal static unsafe class MagnitudeThreshold
             var collected = Collected;
             Collected = null;
             StartHistogram();
-            for (int i = 0; i < CollectedCount; i++)
+            foreach (var (part, count) in _adopted.Prepend(((IntPtr)collected, CollectedCount)))
             {
-                Collect(collected[i]);
+                for (int i = 0; i < count; i++)
+                {
+                    Collect(((uint*)part)[i]);
+                }
+
+                NativeMemory.Free((void*)part);
             }
 
-            NativeMemory.Free(collected);
+            _adopted.Clear();
             CollectedCount = 0;
         }
 
@@ -611,6 +643,12 @@ internal static unsafe class MagnitudeThreshold
 
             NativeMemory.Free(Collected);
             Collected = null;
+            foreach (var (part, _) in _adopted)
+            {
+                NativeMemory.Free((void*)part);
+            }
+
+            _adopted.Clear();
         }
     }
 

@@ -79,6 +79,23 @@ public unsafe class MagnitudeSearchTests
         }
     }
 
+    [TestCase(0.3)]   // 4 workers collect 90k each: the first adopts the others' collections and selects over all four
+    [TestCase(1.0)]   // 300k each: the third adoption would pass the cap of 1M, so the collections turn into a histogram
+    public void CollectionsOfManyWorkers_GiveTheExactAnswer(double fractionInside)
+    {
+        var values = Values(new Random(9), Length, ties: false);
+        long count = Length / 5;
+        float expected = KthLargest(values, count);
+        var sorted = values.Select(v => BitConverter.SingleToUInt32Bits(v) & MagnitudeThreshold.MagnitudeMask).Order().ToArray();
+        int low = (int)(Length * 0.8 - Length * fractionInside / 2), high = (int)(Length * 0.8 + Length * fractionInside / 2);
+        var window = fractionInside >= 1 ? MagnitudeThreshold.Window.All : new MagnitudeThreshold.Window(sorted[Math.Max(0, low)], sorted[Math.Min(Length - 1, high)]);
+        fixed (float* p = values)
+        {
+            var batch = new TaskBatch([(IntPtr)p], null, Length);
+            Assert.That(MagnitudeThreshold.Find(batch, [count], [window], workers: 4)[0], Is.EqualTo(expected), $"window {window}");
+        }
+    }
+
     [Test]
     public void SearchOverASource_TakesOnePassAfterItsSample()
     {
