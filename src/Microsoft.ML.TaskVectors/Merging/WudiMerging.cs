@@ -44,8 +44,8 @@ public sealed class WudiMerging : MergeMethod
         var total = zeros(1, dtype: merged.dtype, device: merged.device);
         foreach (var tau in taskVectors)
         {
+            if (!tau.any().item<bool>()) continue;
             var norm = tau.square().sum();
-            if (norm.item<float>() == 0) continue;
             // ‖Δ·τᵀ‖² = ⟨Δ·(τᵀτ), Δ⟩; use whichever Gram side is smaller.
             var delta = merged - tau;
             var value = tau.shape[0] <= tau.shape[1]
@@ -57,6 +57,11 @@ public sealed class WudiMerging : MergeMethod
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Each Adam step costs one matrix product: the objective is quadratic in τm (see <see cref="Quadratic"/>), so
+    /// its gradient 2·(τm·A − B) comes from A and B formed once per tensor, where differentiating the sum over
+    /// tasks would cost three products per task and step.
+    /// </remarks>
     public override Tensor MergeTensor(string tensorName, ITaskVectorSet taskVectors)
     {
         ValidateArguments(tensorName, taskVectors);
@@ -65,21 +70,97 @@ public sealed class WudiMerging : MergeMethod
         if (tasks[0].dim() != 2) return (tasks.Aggregate((a, b) => a + b) / tasks.Length).MoveToOuterDisposeScope();
         tasks = tasks.Select(t => t.to(Device)).ToArray();
         var sum = tasks.Aggregate((a, b) => a + b);
+        if (Steps == 0) return sum.cpu().MoveToOuterDisposeScope();
 
-        var parameter = nn.Parameter(sum.clone());
-        using (var optimizer = optim.Adam([parameter], lr: LearningRate))
+        var objective = Quadratic.Of(tasks, sum);
+        // Adam as torch.optim.Adam computes it (β1 0.9, β2 0.999, ε 1e-8), on plain tensors: the gradient is formed
+        // directly, with no autograd graph to hang it on.
+        const double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+        var merged = sum.clone();
+        var mean = zeros_like(merged);
+        var meanSquare = zeros_like(merged);
+        for (int step = 1; step <= Steps; step++)
         {
-            for (int step = 0; step < Steps; step++)
+            using var stepScope = NewDisposeScope();
+            var (value, gradient) = objective.ValueAndGradient(merged);
+            if (!double.IsFinite(value))
+                throw new InvalidOperationException($"WUDI: the objective of '{tensorName}' became {value} at step {step}; lower the learning rate.");
+            mean.mul_(beta1).add_(gradient, alpha: 1 - beta1);
+            meanSquare.mul_(beta2).addcmul_(gradient, gradient, value: 1 - beta2);
+            double correction1 = 1 - Math.Pow(beta1, step), correction2 = 1 - Math.Pow(beta2, step);
+            var denominator = meanSquare.sqrt().div_(Math.Sqrt(correction2)).add_(epsilon);
+            merged.addcdiv_(mean, denominator, value: -LearningRate / correction1);
+        }
+        return merged.cpu().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// WUDI's objective as the quadratic it is, around the start S: with D = τm − S,
+    /// f(τm) = f(S) + 2⟨R, D⟩ + ⟨D·A, D⟩ and ∇f(τm) = 2·(R + D·A), where A = Σt τtᵀτt/‖τt‖² (in × in) and
+    /// R = Σt (S − τt)·τtᵀτt/‖τt‖² is half the gradient at S (tasks with τt = 0 contribute nothing). R and f(S) are
+    /// formed task by task in float64, each through the smaller Gram side: the terms of the gradient nearly
+    /// cancel near an optimum, and float32 rounding there would be noise that Adam, which normalises the
+    /// gradient, turns into full-size steps (a single task vector would drift away from itself). A, whose
+    /// rounding only bends the curvature slightly, stays in the tasks' dtype.
+    /// </summary>
+    internal sealed class Quadratic
+    {
+        private Quadratic(Tensor start, Tensor a, Tensor residual, double valueAtStart) =>
+            (Start, A, Residual, ValueAtStart) = (start, a, residual, valueAtStart);
+
+        /// <summary>The start S.</summary>
+        public Tensor Start { get; }
+
+        /// <summary>Σt τtᵀτt/‖τt‖².</summary>
+        public Tensor A { get; }
+
+        /// <summary>R, half the gradient at S.</summary>
+        public Tensor Residual { get; }
+
+        /// <summary>f(S).</summary>
+        public double ValueAtStart { get; }
+
+        /// <summary>The quadratic of 2-D task vectors of one shape around <paramref name="start"/>, in their dtype (in the caller's dispose scope).</summary>
+        public static Quadratic Of(IReadOnlyList<Tensor> taskVectors, Tensor start)
+        {
+            long rows = start.shape[0], cols = start.shape[1];
+            var a = zeros([cols, cols], start.dtype, start.device);
+            var residual = zeros(start.shape, ScalarType.Float64, start.device);
+            var start64 = start.to(ScalarType.Float64);
+            double value = 0;
+            foreach (var task in taskVectors)
             {
-                using var stepScope = NewDisposeScope();
-                optimizer.zero_grad();
-                var loss = Objective(parameter, tasks);
-                if (!float.IsFinite(loss.item<float>()))
-                    throw new InvalidOperationException($"WUDI: the objective of '{tensorName}' became {loss.item<float>()} at step {step + 1}; lower the learning rate.");
-                loss.backward();
-                optimizer.step();
+                using var taskScope = NewDisposeScope();
+                if (!task.any().item<bool>()) continue;
+                var tau = task.to(ScalarType.Float64);
+                double norm = tau.square().sum().item<double>();
+                a.add_(task.t().matmul(task), alpha: 1 / norm);
+                var delta = start64 - tau;
+                if (rows <= cols)
+                {
+                    var m = delta.matmul(tau.t());                                    // rows × rows
+                    residual.add_(m.matmul(tau), alpha: 1 / norm);
+                    value += m.square().sum().item<double>() / norm;
+                }
+                else
+                {
+                    var r = delta.matmul(tau.t().matmul(tau));                         // through cols × cols
+                    residual.add_(r, alpha: 1 / norm);
+                    value += (r * delta).sum().item<double>() / norm;
+                }
             }
-            return parameter.detach().cpu().clone().MoveToOuterDisposeScope();
+
+            return new Quadratic(start, a, residual.to(start.dtype), value);
+        }
+
+        /// <summary>The objective at <paramref name="merged"/> and its gradient (in the caller's dispose scope).</summary>
+        public (double Value, Tensor Gradient) ValueAndGradient(Tensor merged)
+        {
+            var change = merged - Start;
+            var curvature = change.matmul(A);
+            double value = ValueAtStart + 2 * (Residual * change).sum(ScalarType.Float64).item<double>()
+                + (curvature * change).sum(ScalarType.Float64).item<double>();
+            return (value, curvature.add_(Residual).mul_(2));
         }
     }
 }

@@ -30,6 +30,53 @@ public class WudiMergingTests
     }
 
     [Test]
+    public void QuadraticFormGivesTheObjectiveAndItsAutogradGradient()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(4);
+        foreach (var shape in new long[][] { [3, 5], [5, 3] })
+        {
+            // Float64 so that the comparison sees the formula, not float32 rounding; one task vector is zero.
+            var taus = new[] { randn(shape, ScalarType.Float64, generator: gen), zeros(shape, ScalarType.Float64), randn(shape, ScalarType.Float64, generator: gen) * 3 };
+            var start = taus[0] + taus[1] + taus[2];
+            var quadratic = WudiMerging.Quadratic.Of(taus, start);
+            foreach (var point in new[] { start, start + 0.1 * randn(shape, ScalarType.Float64, generator: gen), randn(shape, ScalarType.Float64, generator: gen) })
+            {
+                var m = point.detach().requires_grad_();
+                var reference = WudiMerging.Objective(m, taus);
+                reference.backward();
+                var (value, gradient) = quadratic.ValueAndGradient(point);
+                Assert.That(value, Is.EqualTo(reference.item<double>()).Within(1e-10 * Math.Abs(reference.item<double>())), $"{shape[0]}×{shape[1]}: value");
+                Assert.That(gradient.allclose(m.grad!, rtol: 1e-10, atol: 1e-12), Is.True, $"{shape[0]}×{shape[1]}: gradient");
+            }
+        }
+    }
+
+    [Test]
+    public void StepsAreThoseOfTorchAdamOnTheObjective()
+    {
+        // The reference: torch.optim.Adam on the autograd gradient of the objective, from Σt τt.
+        using var scope = NewDisposeScope();
+        var gen = new Generator(5);
+        var taus = new[] { randn(6, 9, generator: gen) * 0.1, randn(6, 9, generator: gen) * 0.1, randn(6, 9, generator: gen) * 0.1 };
+        using var set = Set(taus);
+        var parameter = nn.Parameter(taus[0] + taus[1] + taus[2]);
+        using (var adam = optim.Adam([parameter], lr: 1e-2))
+        {
+            for (int step = 0; step < 25; step++)
+            {
+                adam.zero_grad();
+                WudiMerging.Objective(parameter, taus).backward();
+                adam.step();
+            }
+        }
+
+        var merged = new WudiMerging(learningRate: 1e-2, steps: 25).MergeTensor("w", set);
+        Assert.That(merged.allclose(parameter.detach(), rtol: 1e-4, atol: 1e-6), Is.True,
+            $"largest difference {(merged - parameter.detach()).abs().max().item<float>()}");
+    }
+
+    [Test]
     public void OneTaskVectorIsItsOwnOptimum()
     {
         using var scope = NewDisposeScope();
