@@ -108,7 +108,8 @@ public static class CompositionTrainers
     private static TrainedComposition TrainWudi(CompositionEngine engine, long seed, int? epochs, IProgress<CompositionProgress>? progress,
         CancellationToken cancellationToken)
     {
-        var wudi = epochs is int e ? new WudiMerging(steps: 25 * e) : new WudiMerging();
+        // On the engine's device: WUDI's Adam steps are matrix products, GPU work.
+        var wudi = epochs is int e ? new WudiMerging(steps: 25 * e, device: engine.Device) : new WudiMerging(device: engine.Device);
         var taskVectors = engine.TaskVectors;
         var merged = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
