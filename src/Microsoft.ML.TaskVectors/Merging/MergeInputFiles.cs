@@ -12,7 +12,8 @@ namespace Microsoft.ML.TaskVectors.Merging;
 /// (<see cref="LinearCombination"/> or a <see cref="TaskBatchKernel"/>), and the worker writes the
 /// merged chunk to its place in the output file. With chunks of 256 KB a worker's N + 2 buffers (a
 /// few MB) stay in the CPU's caches, so the inputs go from the page cache through the caches to the
-/// output without a round trip through memory; memory use is N + 2 chunks per worker.
+/// output without a round trip through memory; memory use is N + 2 chunks per worker. A pool stored in
+/// F16 or BF16 has its τt rounded in the buffers as the pool rounds them.
 /// </summary>
 internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 {
@@ -28,12 +29,15 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     private readonly HashSet<string> _merged;
     private readonly Workspace?[] _workspaces;
 
-    private MergeInputFiles(Checkpoint @base, Checkpoint[] sources, TaskVectorPool pool, bool differences)
+    /// <summary>The sources are θt over the base (τt = θt − θ0); false for stored τt.</summary>
+    private readonly bool _fineTuned;
+
+    private MergeInputFiles(Checkpoint @base, Checkpoint[] sources, TaskVectorPool pool, bool fineTuned)
     {
         _base = @base;
         _sources = sources;
         _pool = pool;
-        Differences = differences;
+        _fineTuned = fineTuned;
         _merged = new HashSet<string>(pool.TensorNames, StringComparer.Ordinal);
         _workspaces = new Workspace?[Workers];
     }
@@ -41,14 +45,14 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     /// <summary>
     /// Opens the byte-level path over <paramref name="base"/> and <paramref name="taskVectors"/>, or
     /// returns null when it does not apply: the base is a safetensors file or a sharded Hugging Face
-    /// checkpoint, the set a pool stored in F32 whose task vectors are all fine-tuned checkpoints of
-    /// those kinds over this very base (τt = θt − θ0) or all stored τ files, and every merged tensor
-    /// is F32, F16 or BF16 with the base's shape.
+    /// checkpoint, the set a pool whose task vectors are all fine-tuned checkpoints of those kinds
+    /// over this very base (τt = θt − θ0) or all stored τ files, and every merged tensor is F32, F16
+    /// or BF16 with the base's shape.
     /// </summary>
     public static MergeInputFiles? TryOpen(Checkpoint @base, ITaskVectorSet taskVectors)
     {
         static bool Files(Checkpoint? c) => c is SafetensorsReader or ShardedCheckpoint;
-        if (!Files(@base) || taskVectors is not TaskVectorPool { StorageDType: TensorDType.F32 } pool)
+        if (!Files(@base) || taskVectors is not TaskVectorPool pool)
         {
             return null;
         }
@@ -93,8 +97,11 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         return largest > Array.MaxLength ? null : new MergeInputFiles(@base, sources, pool, differences);
     }
 
-    /// <summary>True when the sources are θt over the base (τt = θt − θ0); false for stored τt.</summary>
-    public bool Differences { get; }
+    /// <summary>
+    /// True when the chunks hold θt over θ0 (τt = θt − θ0, formed by the merge); false when they hold τt:
+    /// stored τt, or τt already rounded to the pool's F16 or BF16 storage.
+    /// </summary>
+    public bool Differences => _fineTuned && _pool.StorageDType == TensorDType.F32;
 
     /// <inheritdoc />
     public int Count => _sources.Length;
@@ -109,7 +116,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     public int Workers => Environment.ProcessorCount;
 
     /// <inheritdoc />
-    /// <remarks>The chunks hold θt with θ0 as their base, or τt alone (θ0 is then not read).</remarks>
+    /// <remarks>The chunks hold θt with θ0 as their base, or τt alone (see <see cref="Differences"/>).</remarks>
     public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use)
     {
         long length = _base.GetInfo(tensorName).ElementCount;
@@ -117,7 +124,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         RunWorkers((int)((length + chunk - 1) / chunk), (worker, item) =>
         {
             long start = item * chunk;
-            use(worker, start, Load(worker, tensorName, start, Math.Min(chunk, length - start), Differences));
+            use(worker, start, Load(worker, tensorName, start, Math.Min(chunk, length - start), withBase: false));
         });
     }
 
@@ -137,7 +144,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 
             var space = Space(0, packed);
             var group = ranges.Skip(first).Take(last - first + 1).ToArray();
-            Parallel.For(Differences ? 0 : 1, _sources.Length + 1, i =>
+            Parallel.For(_fineTuned ? 0 : 1, _sources.Length + 1, i =>
             {
                 var destination = space.Inputs[i];
                 foreach (var (start, length) in group)
@@ -146,6 +153,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
                     destination += length;
                 }
             });
+            RoundToStorage(space, packed);
 
             long offset = 0;
             foreach (var (start, length) in group)
@@ -275,11 +283,14 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         }
     }
 
-    /// <summary>Reads entries [start, start + length) of every source (and of the base when asked) into the worker's buffers.</summary>
+    /// <summary>
+    /// Reads entries [start, start + length) of every source (and of the base when asked, or when the
+    /// sources are θt) into the worker's buffers.
+    /// </summary>
     private TaskBatch Load(int worker, string tensorName, long start, long length, bool withBase)
     {
         var space = Space(worker, length);
-        if (withBase)
+        if (withBase || _fineTuned)
         {
             ReadFloat32(_base, tensorName, space.Inputs[0], start, length);
         }
@@ -289,7 +300,33 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             ReadFloat32(_sources[t], tensorName, space.Inputs[t + 1], start, length);
         }
 
+        RoundToStorage(space, length);
         return space.Batch(0, length, Differences);
+    }
+
+    /// <summary>
+    /// For a pool stored in F16 or BF16: the first <paramref name="length"/> entries of each source buffer
+    /// become τt rounded to the storage and widened back, as the pool's float32 tensors hold them (the
+    /// difference θt − θ0 in float32, then the conversion torch makes); nothing for F32.
+    /// </summary>
+    private void RoundToStorage(Workspace space, long length)
+    {
+        var storage = _pool.StorageDType;
+        if (storage == TensorDType.F32)
+        {
+            return;
+        }
+
+        var b = _fineTuned ? space.Inputs[0] : null;
+        for (int t = 0; t < _sources.Length; t++)
+        {
+            var x = space.Inputs[t + 1];
+            for (long i = 0; i < length; i++)
+            {
+                float tau = b is null ? x[i] : x[i] - b[i];
+                x[i] = storage == TensorDType.F16 ? (float)(Half)tau : FromBFloat16(ToBFloat16(tau));
+            }
+        }
     }
 
     /// <summary>The worker's buffers, grown to hold <paramref name="entries"/> float32 entries each.</summary>
@@ -379,9 +416,19 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         {
             for (int i = 0; i < n; i++)
             {
-                destination[i] = BitConverter.Int32BitsToSingle(raw[i] << 16);
+                destination[i] = FromBFloat16(raw[i]);
             }
         }
+    }
+
+    /// <summary>A BF16 value's float32 (exact).</summary>
+    private static float FromBFloat16(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>The BF16 nearest to <paramref name="value"/>, ties to even, as torch rounds (a NaN stays a NaN).</summary>
+    private static ushort ToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        return float.IsNaN(value) ? (ushort)((bits >> 16) | 0x40) : (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
     /// <summary>The safetensors file holding <paramref name="tensorName"/> of a file or sharded checkpoint.</summary>
@@ -408,8 +455,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             default:
                 for (int i = 0; i < n; i++)
                 {
-                    uint bits = BitConverter.SingleToUInt32Bits(values[i]);
-                    ((ushort*)values)[i] = float.IsNaN(values[i]) ? (ushort)((bits >> 16) | 0x40) : (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+                    ((ushort*)values)[i] = ToBFloat16(values[i]);
                 }
 
                 break;

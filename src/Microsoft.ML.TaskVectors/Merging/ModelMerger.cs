@@ -27,11 +27,11 @@ public static class ModelMerger
     /// Merges and writes a complete checkpoint (every base tensor, merged where task vectors exist)
     /// to <paramref name="outputPath"/> atomically. At most one tensor of each input is in memory at a time.
     /// When the base is a safetensors file (or a sharded Hugging Face checkpoint) and <paramref name="taskVectors"/>
-    /// a <see cref="TaskVectorPool"/> stored in F32 over fine-tuned checkpoints of those kinds of that base (or
-    /// over stored τ files), fixed linear
-    /// combinations (averaging, task arithmetic, negation), TIES and DARE skip tensors altogether and
-    /// merge the files' bytes directly, in chunks of 256 KB on every core, each written to its place in
-    /// the output; TIES and DARE give bit for bit what the tensor path gives.
+    /// a <see cref="TaskVectorPool"/> over fine-tuned checkpoints of those kinds of that base (or over stored
+    /// τ files), in any storage precision, fixed linear combinations (averaging, task arithmetic, negation),
+    /// TIES and DARE skip tensors altogether and merge the files' bytes directly, in chunks of 256 KB on
+    /// every core, each written to its place in the output; TIES and DARE give bit for bit what the tensor
+    /// path gives.
     /// </summary>
     public static void MergeToFile(Checkpoint @base, ITaskVectorSet taskVectors, MergeMethod method, string outputPath,
         IProgress<MergeProgress>? progress = null, CancellationToken cancellationToken = default)
