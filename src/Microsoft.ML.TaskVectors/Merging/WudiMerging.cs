@@ -59,8 +59,8 @@ public sealed class WudiMerging : MergeMethod
     /// <inheritdoc />
     /// <remarks>
     /// Each Adam step costs one matrix product: the objective is quadratic in τm (see <see cref="Quadratic"/>), so
-    /// its gradient 2·(τm·A − B) comes from A and B formed once per tensor, where differentiating the sum over
-    /// tasks would cost three products per task and step.
+    /// its gradient 2·(R + (τm − S)·A) comes from A and R formed once per tensor, where differentiating the sum
+    /// over tasks would cost three products per task and step.
     /// </remarks>
     public override Tensor MergeTensor(string tensorName, ITaskVectorSet taskVectors)
     {
