@@ -38,12 +38,13 @@ public class MergeAndInspectCommandTests
     [TestCase("tsv")]
     [TestCase("average")]
     [TestCase("negate")]
+    [TestCase("wudi")]
     public void EveryMethodRunsFromTheCommandLine(string method)
     {
         using var dir = new TempDirectory();
         var (basePath, fts) = RandomCheckpoints.Write(dir, tasks: 2);
         var output = dir.File("m.safetensors");
-        var (code, _, stderr) = CliRunner.Run(["merge", "--method", method, "--base", basePath, "--finetuned", .. fts, "--out", output, "--seed", "3"]);
+        var (code, _, stderr) = CliRunner.Run(["merge", "--method", method, "--base", basePath, "--finetuned", .. fts, "--out", output, "--seed", "3", "--wudi-steps", "20"]);
         Assert.That(code, Is.EqualTo(0), stderr);
         using var merged = Checkpoint.Open(output);
         using var b = Checkpoint.Open(basePath);
