@@ -1,4 +1,4 @@
-using System.Buffers;
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using Microsoft.ML.TaskVectors.TaskVectors;
@@ -58,7 +58,16 @@ internal sealed unsafe class MagnitudeSample : IDisposable
 
     private const int HistogramBins = 1 << (31 - Shift);
 
+    /// <summary>
+    /// Histograms returned clean (only the bins between a sample's lowest and highest were used, and only
+    /// those are cleared): the per-tensor searches sample every tensor, and fresh arrays would cost their
+    /// page faults, whole-array clears their time, each time.
+    /// </summary>
+    private static readonly ConcurrentBag<long[]> CleanHistograms = [];
+
     private readonly long[][] _histograms;
+    private readonly int[] _lowest;
+    private readonly int[] _highest;
     private readonly ushort*[] _kept;
     private readonly IReadOnlyList<long> _blockLengths;
     private readonly int _keepEvery;
@@ -88,12 +97,12 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         }
 
         _histograms = new long[tasks][];
+        _lowest = Enumerable.Repeat(HistogramBins, tasks).ToArray();
+        _highest = Enumerable.Repeat(-1, tasks).ToArray();
         _kept = new ushort*[tasks];
         for (int t = 0; t < tasks; t++)
         {
-            // Pooled: the per-tensor searches sample every tensor, and fresh arrays would cost their page faults each time.
-            _histograms[t] = ArrayPool<long>.Shared.Rent(HistogramBins);
-            Array.Clear(_histograms[t], 0, HistogramBins);
+            _histograms[t] = CleanHistograms.TryTake(out var clean) ? clean : new long[HistogramBins];
             _kept[t] = (ushort*)NativeMemory.Alloc((nuint)Math.Max(1, kept), sizeof(ushort));
         }
     }
@@ -138,7 +147,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         {
             fixed (long* histogram = _histograms[t])
             {
-                Bins(batch.Pointer(t), batch.BasePointer, batch.Length, histogram, keep ? _kept[t] + _keptCount : null);
+                Bins(batch.Pointer(t), batch.BasePointer, batch.Length, histogram, keep ? _kept[t] + _keptCount : null, ref _lowest[t], ref _highest[t]);
             }
         }
 
@@ -151,19 +160,27 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         }
     }
 
-    /// <summary>Counts |τ[i]|'s bin (its bit pattern &gt;&gt; <see cref="Shift"/>; τ = x − b, or x when b is null), and keeps it when asked.</summary>
+    /// <summary>
+    /// Counts |τ[i]|'s bin (its bit pattern &gt;&gt; <see cref="Shift"/>; τ = x − b, or x when b is null), keeps
+    /// it when asked, and widens [<paramref name="lowest"/>, <paramref name="highest"/>] to the bins seen.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bins(float* x, float* b, long n, long* histogram, ushort* kept)
+    private static void Bins(float* x, float* b, long n, long* histogram, ushort* kept, ref int lowest, ref int highest)
     {
+        int low = lowest, high = highest;
         for (long i = 0; i < n; i++)
         {
             int bin = (int)((MagnitudeThreshold.Bits(x, b, i) & MagnitudeThreshold.MagnitudeMask) >> Shift);
             histogram[bin]++;
+            low = Math.Min(low, bin);
+            high = Math.Max(high, bin);
             if (kept is not null)
             {
                 kept[i] = (ushort)bin;
             }
         }
+
+        (lowest, highest) = (low, high);
     }
 
     /// <summary>
@@ -188,7 +205,8 @@ internal sealed unsafe class MagnitudeSample : IDisposable
                 continue;
             }
 
-            var histogram = new ReadOnlySpan<long>(_histograms[t], 0, HistogramBins);
+            // Bins above the highest seen are empty: the walks from the top start there.
+            var histogram = new ReadOnlySpan<long>(_histograms[t], 0, _highest[t] + 1);
             double q = counts[t] / (double)total;
             int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
             // The kept blocks' spread, scaled from their number to the sample's: the variance of a mean of blocks goes as 1/blocks.
@@ -253,7 +271,12 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         {
             if (_histograms[t] is { } histogram)
             {
-                ArrayPool<long>.Shared.Return(histogram);
+                if (_highest[t] >= _lowest[t])
+                {
+                    Array.Clear(histogram, _lowest[t], _highest[t] - _lowest[t] + 1);
+                }
+
+                CleanHistograms.Add(histogram);
                 _histograms[t] = null!;
             }
 
