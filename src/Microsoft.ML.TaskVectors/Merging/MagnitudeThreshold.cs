@@ -35,8 +35,8 @@ internal static unsafe class MagnitudeThreshold
     /// <summary>Histogram bins of a window (16 bits).</summary>
     internal const int BinBits = 16;
 
-    /// <summary>Tensors up to this many entries are ranked by sorting their magnitude bits rather than by passes.</summary>
-    internal const int SortLimit = 1 << 16;
+    /// <summary>Tensors up to this many entries are ranked in memory (a radix select over their magnitude bits) rather than by passes.</summary>
+    internal const int InMemoryLimit = 1 << 16;
 
     /// <summary>Fewest entries for which a sample is taken first (a few blocks); below this the two histogram passes are cheap enough.</summary>
     internal const long SampledFrom = 1 << 18;
@@ -86,8 +86,8 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>
     /// The exact <paramref name="counts"/>[t]-th largest |τt| of each task's tensor in the batch
-    /// (null where the count is 0). Small tensors sort their |τ| bit patterns (the order the passes
-    /// use, so the result is the same); large ones are sampled first and then take one pass.
+    /// (null where the count is 0). Small tensors select among their |τ| bit patterns in memory (the
+    /// order the passes use, so the result is the same); large ones are sampled first and then take one pass.
     /// </summary>
     public static float?[] Find(TaskBatch batch, IReadOnlyList<long> counts)
     {
@@ -97,7 +97,7 @@ internal static unsafe class MagnitudeThreshold
             throw new ArgumentException($"One count per task is needed, none above the {batch.Length} entries.", nameof(counts));
         }
 
-        if (batch.Length <= SortLimit)
+        if (batch.Length <= InMemoryLimit)
         {
             var thresholds = new float?[n];
             var bits = ArrayPool<uint>.Shared.Rent((int)batch.Length);
@@ -107,9 +107,11 @@ internal static unsafe class MagnitudeThreshold
                 {
                     if (counts[t] > 0)
                     {
-                        var span = bits.AsSpan(0, (int)batch.Length);
-                        Copy(batch.Pointer(t), batch.BasePointer, span);
-                        thresholds[t] = BySorting(span, counts[t]);
+                        fixed (uint* span = bits)
+                        {
+                            Copy(batch.Pointer(t), batch.BasePointer, new Span<uint>(span, (int)batch.Length));
+                            thresholds[t] = BitConverter.UInt32BitsToSingle(SelectLargest([((IntPtr)span, (int)batch.Length)], span, counts[t]));
+                        }
                     }
                 }
             }
@@ -388,11 +390,16 @@ internal static unsafe class MagnitudeThreshold
     /// the answer. The first round gathers them from every part into the tally's own buffer, which has
     /// room for them all (see <see cref="Tally.Add"/>); its reads stay ahead of its writes.
     /// </summary>
+    private static uint SelectCollected(Tally tally, long need) =>
+        SelectLargest(tally.Adopted.Prepend(((IntPtr)tally.Collected, tally.CollectedCount)).ToArray(), tally.Collected, need);
+
+    /// <summary>
+    /// The need-th largest of the bit patterns in <paramref name="parts"/> (need ≥ 1), by the radix select of
+    /// <see cref="SelectCollected"/>; <paramref name="bits"/>, the first part or room for all of them, is overwritten.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static uint SelectCollected(Tally tally, long need)
+    private static uint SelectLargest((IntPtr Bits, int Count)[] parts, uint* bits, long need)
     {
-        uint* bits = tally.Collected;
-        var parts = tally.Adopted.Prepend(((IntPtr)bits, tally.CollectedCount)).ToArray();
         uint prefix = 0;
         Span<long> histogram = stackalloc long[1 << 11];
         foreach (var (shift, width) in new[] { (20, 11), (10, 10), (0, 10) })
@@ -428,13 +435,6 @@ internal static unsafe class MagnitudeThreshold
         }
 
         return prefix;
-    }
-
-    /// <summary>The count-th largest of magnitude bit patterns (count ≥ 1), sorting them in place.</summary>
-    private static float BySorting(Span<uint> bits, long count)
-    {
-        bits.Sort();
-        return BitConverter.UInt32BitsToSingle(bits[bits.Length - (int)count]);
     }
 
     /// <summary>|τ| bit patterns of <paramref name="destination"/>.Length entries (τ = x − b, or x when b is null).</summary>

@@ -163,11 +163,11 @@ public class MergeKernelTests
 
     [TestCase(false)]
     [TestCase(true)]
-    public void SmallTensorThresholdBySorting_EqualsTheHistograms(bool withBase)
+    public void SmallTensorThresholdInMemory_EqualsTheHistograms(bool withBase)
     {
         var rng = new Random(withBase ? 21 : 20);
         using var scope = torch.NewDisposeScope();
-        const int length = 5_003; // ≤ SortLimit: ranked by sorting
+        const int length = 5_003; // ≤ InMemoryLimit: ranked in memory
         var baseTensor = torch.tensor(Data(rng, length, 0.5, special: false));
         var ts = Enumerable.Range(0, 3).Select(_ => torch.tensor(Data(rng, length, 0.5, special: true))).ToArray();
         var batch = withBase ? new TaskTensorBatch(ts, baseTensor) : new TaskTensorBatch(ts);
