@@ -124,6 +124,17 @@ public class WudiMergingTests
     }
 
     [Test]
+    public void ANonFiniteObjectiveStopsWithTheTensorsName()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(6);
+        using var set = Set(randn(4, 6, generator: gen), randn(4, 6, generator: gen));
+        var diverging = new WudiMerging(learningRate: 1e30, steps: 10);
+        var e = Assert.Throws<InvalidOperationException>(() => diverging.MergeTensor("w", set));
+        Assert.That(e!.Message, Does.Contain("'w'").And.Contain("lower the learning rate"));
+    }
+
+    [Test]
     public void CreatedByName() =>
         Assert.That(MergeMethods.Create("wudi", new MergeMethodOptions { WudiSteps = 7 }), Is.TypeOf<WudiMerging>().With.Property("Steps").EqualTo(7));
 }
