@@ -84,8 +84,6 @@ public sealed class DareMerging : MergeMethod
         public override void Merge(string tensorName, TaskBatch batch, float* delta) =>
             inner.Merge(tensorName, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed), delta);
 
-        public override long ChunkLength(long tensorLength) => inner.ChunkLength(tensorLength);
-
         public override void MergeChunk(string tensorName, TaskBatch chunk, long start, float* theta0, float* merged, TensorEnd end) =>
             inner.MergeChunk(tensorName, DropAndRescaleTaskVectorSet.Drop(chunk, tensorName, p, seed, start), start, theta0, merged, end);
 

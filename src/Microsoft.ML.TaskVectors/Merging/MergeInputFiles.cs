@@ -93,7 +93,8 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             largest = Math.Max(largest, info.ElementCount * sizeof(float));
         }
 
-        // Spans stop at 2 GB: larger tensors take the tensor path (a per-tensor ranking reads a tensor whole).
+        // Tensors of 2 GB or more take the tensor path: nothing here holds a whole tensor, but no test covers
+        // this path at that size (it would need checkpoints of several GB).
         return largest > Array.MaxLength ? null : new MergeInputFiles(@base, sources, pool, differences);
     }
 
@@ -169,12 +170,12 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     /// <summary>
     /// Writes the merged checkpoint to <paramref name="outputPath"/> atomically: every base tensor in
     /// the base's order and element type, the merged ones computed chunk by chunk by
-    /// <paramref name="merge"/> (chunks of <paramref name="chunkLength"/>(tensor entries)) and stored
+    /// <paramref name="merge"/> (chunks of <see cref="TaskBatchKernel.ChunkEntries"/>) and stored
     /// back in the base's element type, the rest copied byte for byte. The workers take chunks in
     /// file order and write each to its place; when a tensor's last chunk is in, the entries its
     /// <see cref="TensorEnd"/> names are overwritten.
     /// </summary>
-    public void Write(string outputPath, string methodName, ChunkMerge merge, Func<long, long> chunkLength, IProgress<double>? progress, CancellationToken cancellationToken)
+    public void Write(string outputPath, string methodName, ChunkMerge merge, IProgress<double>? progress, CancellationToken cancellationToken)
     {
         var metadata = new Dictionary<string, string>(_base.Metadata, StringComparer.Ordinal)
         {
@@ -191,7 +192,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             bool merged = _merged.Contains(info.Name);
             // Copied tensors move in chunks of the same byte size as merged float32 ones.
             long entries = merged ? info.ElementCount : info.ByteLength;
-            long step = Math.Max(1, merged ? chunkLength(entries) : TaskBatchKernel.ChunkEntries * sizeof(float));
+            long step = merged ? TaskBatchKernel.ChunkEntries : TaskBatchKernel.ChunkEntries * sizeof(float);
             for (long start = 0; start < entries || start == 0; start += step)
             {
                 items.Add((i, start, Math.Min(step, entries - start)));

@@ -58,12 +58,11 @@ public static class ModelMerger
         using var files = MergeInputFiles.TryOpen(@base, taskVectors);
         if (files is null) return false;
         if (kernel is null)
-            files.Write(outputPath, method.Name, LinearCombination.For(weights!, files.Differences),
-                length => Math.Min(length, TaskBatchKernel.ChunkEntries), Phase(progress, "write"), cancellationToken);
+            files.Write(outputPath, method.Name, LinearCombination.For(weights!, files.Differences), Phase(progress, "write"), cancellationToken);
         else
         {
             kernel.Prepare(files, Phase(progress, "prepare"), cancellationToken);
-            files.Write(outputPath, method.Name, kernel.MergeChunk, kernel.ChunkLength, Phase(progress, "write"), cancellationToken);
+            files.Write(outputPath, method.Name, kernel.MergeChunk, Phase(progress, "write"), cancellationToken);
         }
         return true;
     }

@@ -91,13 +91,6 @@ internal abstract unsafe class TaskBatchKernel
     public abstract void Merge(string tensorName, TaskBatch batch, float* delta);
 
     /// <summary>
-    /// Entries per chunk when merging a tensor of <paramref name="tensorLength"/> entries chunk by
-    /// chunk: <see cref="ChunkEntries"/>, or the whole tensor when a chunk's merge depends on the
-    /// rest of it (TIES's per-tensor ranking).
-    /// </summary>
-    public virtual long ChunkLength(long tensorLength) => Math.Min(tensorLength, ChunkEntries);
-
-    /// <summary>
     /// Writes θ = θ0 + delta of the tensor's entries [start, start + chunk.Length) to
     /// <paramref name="merged"/> (θ0 at <paramref name="theta0"/>, both chunk-relative), on the
     /// calling thread; what only the whole tensor decides goes to <paramref name="end"/>. The
