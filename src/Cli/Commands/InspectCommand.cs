@@ -82,33 +82,35 @@ internal static class InspectCommand
             }
     }
 
+    // Every cell is markup to Spectre.Console: text from files (names, shapes such as "[768, 3072]") is escaped.
     private static void PrintTables(List<Checkpoint> checkpoints, TaskVectorStatistics? stats, List<EnergyRow> energyRows)
     {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
         foreach (var c in checkpoints)
         {
             var table = new Table().Title(Markup.Escape(c.Location)).AddColumns("tensor", "dtype", "shape", "parameters");
             foreach (var t in c.Tensors)
-                table.AddRow(Markup.Escape(t.Name), t.DType.ToSafetensorsName(), t.ShapeText, t.ElementCount.ToString("N0", CultureInfo.InvariantCulture));
+                table.AddRow(Markup.Escape(t.Name), t.DType.ToSafetensorsName(), Markup.Escape(t.ShapeText), t.ElementCount.ToString("N0", CultureInfo.InvariantCulture));
             table.Caption($"{c.Tensors.Count} tensors, {c.Tensors.Sum(t => t.ElementCount):N0} parameters");
-            AnsiConsole.Write(table);
+            console.Write(table);
         }
         if (stats is null) return;
         var summary = new Table().Title("task vectors").AddColumns("task", "L2 norm", "sparsity");
         for (int i = 0; i < stats.TaskNames.Count; i++)
             summary.AddRow(Markup.Escape(stats.TaskNames[i]), stats.Norms[i].ToString("G6", CultureInfo.InvariantCulture), stats.Sparsity[i].ToString("P2", CultureInfo.InvariantCulture));
-        AnsiConsole.Write(summary);
+        console.Write(summary);
         var cosine = new Table().Title("cosine similarity").AddColumn("");
         foreach (var name in stats.TaskNames) cosine.AddColumn(Markup.Escape(name));
         for (int i = 0; i < stats.TaskNames.Count; i++)
             cosine.AddRow(new[] { Markup.Escape(stats.TaskNames[i]) }
                 .Concat(Enumerable.Range(0, stats.TaskNames.Count).Select(j => stats.CosineSimilarity[i, j].ToString("F4", CultureInfo.InvariantCulture))).ToArray());
-        AnsiConsole.Write(cosine);
+        console.Write(cosine);
         if (energyRows.Count == 0) return;
         var energyTable = new Table().Title("singular values holding 50 % / 90 % / 99 % of the energy").AddColumns("tensor", "task", "rank", "50 %", "90 %", "99 %");
         foreach (var r in energyRows)
             energyTable.AddRow(Markup.Escape(r.Tensor), Markup.Escape(r.Task), r.Rank.ToString(CultureInfo.InvariantCulture),
                 r.K50.ToString(CultureInfo.InvariantCulture), r.K90.ToString(CultureInfo.InvariantCulture), r.K99.ToString(CultureInfo.InvariantCulture));
-        AnsiConsole.Write(energyTable);
+        console.Write(energyTable);
     }
 
     private static void PrintJson(List<Checkpoint> checkpoints, TaskVectorStatistics? stats, List<EnergyRow> energyRows)

@@ -101,6 +101,19 @@ public class MergeAndInspectCommandTests
     }
 
     [Test]
+    public void InspectPrintsTablesWithShapesAndTheCosineMatrix()
+    {
+        using var dir = new TempDirectory();
+        var (basePath, fts) = RandomCheckpoints.Write(dir, tasks: 2);
+        var (code, stdout, stderr) = CliRunner.Run(["inspect", .. fts, "--base", basePath, "--tensors", "clip-vision", "--energy"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        using var b = Checkpoint.Open(basePath);
+        var shaped = b.Tensors.First(t => t.Shape.Length == 2);
+        Assert.That(stdout, Does.Contain(shaped.ShapeText), "shapes print as text, not as markup");
+        Assert.That(stdout, Does.Contain("cosine similarity").And.Contain("1.0000").And.Contain("singular values holding"));
+    }
+
+    [Test]
     public void InspectReportsTensorsNormsAndCosines()
     {
         using var dir = new TempDirectory();
