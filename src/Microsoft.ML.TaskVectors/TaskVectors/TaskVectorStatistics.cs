@@ -1,3 +1,7 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Microsoft.ML.TaskVectors.Merging;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.TaskVectors.TaskVectors;
@@ -6,7 +10,7 @@ namespace Microsoft.ML.TaskVectors.TaskVectors;
 /// Norms, sparsity and pairwise cosine similarity of N task vectors, computed in one streaming pass
 /// (one tensor of each task vector in memory at a time, accumulated in float64).
 /// </summary>
-public sealed class TaskVectorStatistics
+public sealed unsafe class TaskVectorStatistics
 {
     private TaskVectorStatistics(IReadOnlyList<string> taskNames, double[,] gram, long[] zeros, long parameterCount,
         IReadOnlyDictionary<string, double[]> tensorNorms)
@@ -65,21 +69,95 @@ public sealed class TaskVectorStatistics
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
-            var rows = stack(Enumerable.Range(0, n).Select(t => taskVectors.Get(t, name).reshape(-1)).ToArray()).to(ScalarType.Float64);
-            var g = rows.matmul(rows.t()).data<double>().ToArray();
-            var z = rows.abs().le(zeroTolerance).sum(1).data<long>().ToArray();
+            var rows = Enumerable.Range(0, n).Select(t => FloatKernels.AsContiguousFloat32(taskVectors.Get(t, name))).ToArray();
+            long length = rows[0].numel();
+            if (rows.Any(r => r.numel() != length))
+                throw new ArgumentException($"The task vectors' copies of '{name}' differ in size.", nameof(taskVectors));
+            var (g, z) = Products(rows.Select(r => (IntPtr)FloatKernels.Pointer(r)).ToArray(), length, zeroTolerance);
             var norms = new double[n];
             for (int i = 0; i < n; i++)
             {
                 zeros[i] += z[i];
                 norms[i] = Math.Sqrt(g[i * n + i]);
-                for (int j = 0; j < n; j++) gram[i, j] += g[i * n + j];
+                for (int j = 0; j < n; j++) gram[i, j] += g[Math.Min(i, j) * n + Math.Max(i, j)];
             }
             tensorNorms[name] = norms;
-            count += rows.shape[1];
+            count += length;
             progress?.Report(++done / (double)taskVectors.TensorNames.Count);
         }
         return new TaskVectorStatistics(taskVectors.TaskNames, gram, zeros, count, tensorNorms);
+    }
+
+    /// <summary>Entries converted to float64 at a time: the N blocks stay in the core's cache for the N(N+1)/2 dot products.</summary>
+    private const int Block = 2048;
+
+    /// <summary>
+    /// The upper triangle of the N×N Gram matrix (float64 sums of float64 products) of N float32 vectors of
+    /// <paramref name="length"/> entries, and how many entries of each are at most <paramref name="zeroTolerance"/>
+    /// in magnitude, on every core. Streams the vectors once, with no copies beyond a small block per core.
+    /// </summary>
+    private static (double[] Gram, long[] Zeros) Products(IntPtr[] vectors, long length, double zeroTolerance)
+    {
+        int n = vectors.Length;
+        var gram = new double[n * n];
+        var zeros = new long[n];
+        var gate = new object();
+        FloatKernels.ForRanges(length, FloatKernels.Pieces(length * n), (_, start, end) =>
+        {
+            var g = new double[n * n];
+            var z = new long[n];
+            var block = (double*)NativeMemory.AlignedAlloc((nuint)(n * Block * sizeof(double)), 64);
+            try
+            {
+                for (long s = start; s < end; s += Block)
+                {
+                    int count = (int)Math.Min(Block, end - s);
+                    for (int t = 0; t < n; t++)
+                        z[t] += Widen((float*)vectors[t] + s, block + t * Block, count, zeroTolerance);
+                    for (int i = 0; i < n; i++)
+                        for (int j = i; j < n; j++)
+                            g[i * n + j] += Dot(block + i * Block, block + j * Block, count);
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(block);
+            }
+
+            lock (gate)
+            {
+                for (int k = 0; k < g.Length; k++) gram[k] += g[k];
+                for (int t = 0; t < n; t++) zeros[t] += z[t];
+            }
+        });
+        return (gram, zeros);
+    }
+
+    /// <summary>destination[i] = (double)source[i]; returns how many have |value| ≤ tolerance (NaN never does).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static long Widen(float* source, double* destination, int count, double tolerance)
+    {
+        long small = 0;
+        for (int i = 0; i < count; i++)
+        {
+            double v = source[i];
+            destination[i] = v;
+            small += Math.Abs(v) <= tolerance ? 1 : 0;
+        }
+
+        return small;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static double Dot(double* a, double* b, int count)
+    {
+        var sum = Vector<double>.Zero;
+        int i = 0;
+        for (; i + Vector<double>.Count <= count; i += Vector<double>.Count)
+            sum += Unsafe.ReadUnaligned<Vector<double>>(a + i) * Unsafe.ReadUnaligned<Vector<double>>(b + i);
+        double total = Vector.Sum(sum);
+        for (; i < count; i++) total += a[i] * b[i];
+        return total;
     }
 
     /// <summary>

@@ -182,6 +182,33 @@ public class TaskVectorTests
     }
 
     [Test]
+    public void StatisticsOfLargeTensorsMatchAFloat64Reference()
+    {
+        // Large enough for the vector loops, several blocks and several cores; a tenth of the entries are zero.
+        using var scope = NewDisposeScope();
+        var gen = new Generator(12);
+        long[][] shapes = [[300, 700], [1001]];
+        Tensor Task(int t) => randn(shapes[0], generator: gen).mul_(t + 1).mul_(rand(shapes[0], generator: gen).gt(0.1));
+        var tasks = Enumerable.Range(0, 3).Select(t => new Dictionary<string, Tensor> { ["w"] = Task(t), ["b"] = randn(shapes[1], generator: gen) }).ToArray();
+        using var set = new InMemoryTaskVectorSet(["t0", "t1", "t2"], tasks.Select(d => (IReadOnlyDictionary<string, Tensor>)d).ToArray());
+        var s = TaskVectorStatistics.Compute(set, zeroTolerance: 1e-12);
+
+        var flat = stack(tasks.Select(d => cat([d["w"].reshape(-1), d["b"]])).ToArray()).to(ScalarType.Float64);
+        var gram = flat.matmul(flat.t());
+        for (int i = 0; i < 3; i++)
+        {
+            double norm = Math.Sqrt(gram[i, i].item<double>());
+            Assert.That(s.Norms[i], Is.EqualTo(norm).Within(1e-12 * norm), $"norm {i}");
+            Assert.That(s.Sparsity[i], Is.EqualTo(flat[i].abs().le(1e-12).sum().item<long>() / (double)flat.shape[1]).Within(1e-15), $"sparsity {i}");
+            for (int j = 0; j < 3; j++)
+                Assert.That(s.CosineSimilarity[i, j], Is.EqualTo(gram[i, j].item<double>() / norm / Math.Sqrt(gram[j, j].item<double>())).Within(1e-12), $"cosine {i},{j}");
+        }
+
+        Assert.That(s.Sparsity[0], Is.InRange(0.08, 0.12), "the test's premise: about a tenth are zero");
+        Assert.That(s.TensorNorms["b"][1], Is.EqualTo(Math.Sqrt(tasks[1]["b"].to(ScalarType.Float64).square().sum().item<double>())).Within(1e-10));
+    }
+
+    [Test]
     public void SingularValueEnergyOfRankTwoMatrixReachesOneAtTheSecondValue()
     {
         // diag(3, 4) embedded in 4×3: σ = 4, 3, 0 → energy 16/25, 25/25, 25/25.
