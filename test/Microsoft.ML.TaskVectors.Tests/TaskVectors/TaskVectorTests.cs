@@ -219,4 +219,16 @@ public class TaskVectorTests
         var energy = TaskVectorStatistics.CumulativeSingularValueEnergy(set, 0, "w");
         Assert.That(energy, Is.EqualTo(new[] { 0.64, 1.0, 1.0 }).Within(1e-9));
     }
+
+    [TestCase(40, 90)]
+    [TestCase(90, 40)]
+    public void SingularValueEnergyMatchesAnSvdOfEitherOrientation(int rows, int cols)
+    {
+        using var scope = NewDisposeScope();
+        var m = randn(rows, cols, generator: new Generator(13)).mul_(linspace(0.1, 3, cols).pow(2));
+        var set = new InMemoryTaskVectorSet(["t"], [new Dictionary<string, Tensor> { ["w"] = m }]);
+        var sigma = linalg.svdvals(m.to(ScalarType.Float64)).square();
+        var expected = sigma.cumsum(0).div(sigma.sum()).data<double>().ToArray();
+        Assert.That(TaskVectorStatistics.CumulativeSingularValueEnergy(set, 0, "w"), Is.EqualTo(expected).Within(1e-12));
+    }
 }
