@@ -69,11 +69,10 @@ public sealed unsafe class TaskVectorStatistics
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
-            var rows = Enumerable.Range(0, n).Select(t => FloatKernels.AsContiguousFloat32(taskVectors.Get(t, name))).ToArray();
-            long length = rows[0].numel();
-            if (rows.Any(r => r.numel() != length))
-                throw new ArgumentException($"The task vectors' copies of '{name}' differ in size.", nameof(taskVectors));
-            var (g, z) = Products(rows.Select(r => (IntPtr)FloatKernels.Pointer(r)).ToArray(), length, zeroTolerance);
+            // θt and θ0 of a pool over one base (the base read once), or τt: τt = θt − θ0 is formed in float32, as Get forms it.
+            var batch = TaskTensors.Read(taskVectors, name);
+            long length = batch.Length;
+            var (g, z) = Products(batch, zeroTolerance);
             var norms = new double[n];
             for (int i = 0; i < n; i++)
             {
@@ -92,13 +91,14 @@ public sealed unsafe class TaskVectorStatistics
     private const int Block = 2048;
 
     /// <summary>
-    /// The upper triangle of the N×N Gram matrix (float64 sums of float64 products) of N float32 vectors of
-    /// <paramref name="length"/> entries, and how many entries of each are at most <paramref name="zeroTolerance"/>
-    /// in magnitude, on every core. Streams the vectors once, with no copies beyond a small block per core.
+    /// The upper triangle of the N×N Gram matrix (float64 sums of float64 products) of the batch's τt, and how
+    /// many entries of each are at most <paramref name="zeroTolerance"/> in magnitude, on every core. Streams
+    /// the batch once, with no copies beyond a small block per core.
     /// </summary>
-    private static (double[] Gram, long[] Zeros) Products(IntPtr[] vectors, long length, double zeroTolerance)
+    private static (double[] Gram, long[] Zeros) Products(TaskBatch batch, double zeroTolerance)
     {
-        int n = vectors.Length;
+        int n = batch.Count;
+        long length = batch.Length;
         var gram = new double[n * n];
         var zeros = new long[n];
         var gate = new object();
@@ -113,7 +113,7 @@ public sealed unsafe class TaskVectorStatistics
                 {
                     int count = (int)Math.Min(Block, end - s);
                     for (int t = 0; t < n; t++)
-                        z[t] += Widen((float*)vectors[t] + s, block + t * Block, count, zeroTolerance);
+                        z[t] += Widen(batch.Pointer(t) + s, batch.BasePointer is null ? null : batch.BasePointer + s, block + t * Block, count, zeroTolerance);
                     for (int i = 0; i < n; i++)
                         for (int j = i; j < n; j++)
                             g[i * n + j] += Dot(block + i * Block, block + j * Block, count);
@@ -133,14 +133,14 @@ public sealed unsafe class TaskVectorStatistics
         return (gram, zeros);
     }
 
-    /// <summary>destination[i] = (double)source[i]; returns how many have |value| ≤ tolerance (NaN never does).</summary>
+    /// <summary>destination[i] = τ[i] = x[i] − b[i] (x[i] when b is null) in float32, widened; returns how many have |τ| ≤ tolerance (NaN never does).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static long Widen(float* source, double* destination, int count, double tolerance)
+    private static long Widen(float* x, float* b, double* destination, int count, double tolerance)
     {
         long small = 0;
         for (int i = 0; i < count; i++)
         {
-            double v = source[i];
+            double v = b is null ? x[i] : x[i] - b[i];
             destination[i] = v;
             small += Math.Abs(v) <= tolerance ? 1 : 0;
         }
