@@ -185,7 +185,7 @@ internal static unsafe class MagnitudeThreshold
         Window[]? guesses = null;
         if (sampled)
         {
-            guesses = Sample(source, names, lengths, counts, MagnitudeSample.StreamStride, MagnitudeSample.WideMargin, Report, cancellationToken);
+            guesses = Sample(source, names, lengths, counts, MagnitudeSample.WideMargin, Report, cancellationToken);
             passes++;
         }
 
@@ -205,19 +205,19 @@ internal static unsafe class MagnitudeThreshold
     }
 
     /// <summary>
-    /// Guessed windows for <paramref name="names"/> taken as one stream, from blocks at one per
-    /// <paramref name="stride"/> entries (positions over the stream, read per tensor); null when the
-    /// sample is too small to guess from.
+    /// Guessed windows for <paramref name="names"/> taken as one stream, from blocks of
+    /// <see cref="MagnitudeSample.StreamBlock"/> entries at one per <see cref="MagnitudeSample.StreamStride"/>
+    /// (positions over the stream, read per tensor); null when the sample is too small to guess from.
     /// </summary>
     private static Window[]? Sample(ITaskBatchSource source, IReadOnlyList<string> names, IReadOnlyList<long> lengths, IReadOnlyList<long> counts,
-        int stride, double margin, Action<double>? tensorsDone, CancellationToken cancellationToken)
+        double margin, Action<double>? tensorsDone, CancellationToken cancellationToken)
     {
         var blocks = new (long Start, long Length)[names.Count][];
         long offset = 0;
         for (int i = 0; i < names.Count; i++)
         {
             long first = offset;
-            blocks[i] = MagnitudeSample.Blocks(offset, lengths[i], MagnitudeSample.StreamBlock, stride)
+            blocks[i] = MagnitudeSample.Blocks(offset, lengths[i], MagnitudeSample.StreamBlock, MagnitudeSample.StreamStride)
                 .Select(b => (b.Start - first, b.Length)).ToArray();
             offset += lengths[i];
         }
@@ -276,7 +276,7 @@ internal static unsafe class MagnitudeThreshold
             }
 
             var guesses = length >= SampledFrom && counts[0] > 0
-                ? Sample(source, [name], [length], counts, MagnitudeSample.StreamStride, MagnitudeSample.NarrowMargin, null, cancellationToken)
+                ? Sample(source, [name], [length], counts, MagnitudeSample.NarrowMargin, null, cancellationToken)
                 : null;
             groups.Add((name, new Group(length, counts, guesses, visit =>
             {
@@ -385,17 +385,17 @@ internal static unsafe class MagnitudeThreshold
     }
 
     /// <summary>
-    /// The need-th largest of a tally's collected bit patterns (its own and those it adopted), in place:
-    /// a radix select over 11, 10 and 10 bits, each round keeping only the entries of the bin that holds
-    /// the answer. The first round gathers them from every part into the tally's own buffer, which has
-    /// room for them all (see <see cref="Tally.Add"/>); its reads stay ahead of its writes.
+    /// The need-th largest of a tally's collected bit patterns (its own and those it adopted), in the
+    /// tally's own buffer, which has room for them all (see <see cref="Tally.Add"/>).
     /// </summary>
     private static uint SelectCollected(Tally tally, long need) =>
         SelectLargest(tally.Adopted.Prepend(((IntPtr)tally.Collected, tally.CollectedCount)).ToArray(), tally.Collected, need);
 
     /// <summary>
-    /// The need-th largest of the bit patterns in <paramref name="parts"/> (need ≥ 1), by the radix select of
-    /// <see cref="SelectCollected"/>; <paramref name="bits"/>, the first part or room for all of them, is overwritten.
+    /// The need-th largest of the bit patterns in <paramref name="parts"/> (need ≥ 1): a radix select over 11,
+    /// 10 and 10 bits, each round keeping only the entries of the bin that holds the answer. The first round
+    /// gathers them from every part into <paramref name="bits"/> (the first part, with room for them all),
+    /// its reads staying ahead of its writes; the parts are overwritten.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static uint SelectLargest((IntPtr Bits, int Count)[] parts, uint* bits, long need)
