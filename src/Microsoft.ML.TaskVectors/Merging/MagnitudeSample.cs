@@ -215,12 +215,27 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             double width = margin * sigma + 1.0 / s;
             long highRank = (long)Math.Floor((q - width) * s);
             long lowRank = (long)Math.Ceiling((q + width) * s);
-            uint high = highRank < 1 ? 1u << 31 : (uint)(MagnitudeThreshold.Walk(histogram, highRank).Bin + 1) << Shift;
-            uint low = lowRank > s ? 0 : (uint)MagnitudeThreshold.Walk(histogram, lowRank).Bin << Shift;
+            uint high = highRank < 1 ? 1u << 31 : Edge(histogram, highRank, upper: true);
+            uint low = lowRank > s ? 0 : Edge(histogram, lowRank, upper: false);
             windows[t] = MagnitudeThreshold.Window.Between(low, high);
         }
 
         return windows;
+    }
+
+    /// <summary>
+    /// An edge of the slot of the sample's <paramref name="rank"/>-th largest magnitude (1-based), taking the
+    /// entries of its histogram bin as spread evenly over the bin's bit patterns (a bin is 1/256 of an octave,
+    /// across which the density is all but flat): the slot's upper end (exclusive), or its lower end. Cutting
+    /// inside the bins rather than at their edges narrows a window by about a bin at each end.
+    /// </summary>
+    private static uint Edge(ReadOnlySpan<long> histogram, long rank, bool upper)
+    {
+        var (bin, rankInBin) = MagnitudeThreshold.Walk(histogram, rank);
+        long c = histogram[bin];
+        long slots = upper ? c - rankInBin + 1 : c - rankInBin; // slots from the bin's bottom to the edge, of c
+        long offset = upper ? ((slots << Shift) + c - 1) / c : (slots << Shift) / c;
+        return ((uint)bin << Shift) + (uint)offset;
     }
 
     /// <summary>

@@ -489,9 +489,9 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>One task's counts in one pass over its window.</summary>
     /// <remarks>
-    /// A collection is allocated at its cap (up to 64 MB) at once: only the pages it fills cost memory
-    /// (fresh pages are what costs time), where growing it step by step would copy it into fresh blocks
-    /// again and again. Beyond 64 MB it doubles as it fills. The workers'
+    /// A collection is allocated at its cap (up to 64 MB) at once, in huge pages where the system has
+    /// them (<see cref="HugePageMemory"/>): only the pages it fills cost memory (fresh pages are what
+    /// costs time), where growing it step by step would copy it into fresh blocks again and again. Beyond 64 MB it doubles as it fills. The workers'
     /// collections are not copied together either: the first worker's tally adopts the others', and
     /// the select reads them all.
     /// </remarks>
@@ -509,7 +509,7 @@ internal static unsafe class MagnitudeThreshold
             if (collect)
             {
                 _capacity = Math.Min(_cap, 1 << 24);
-                Collected = (uint*)NativeMemory.Alloc((nuint)_capacity, sizeof(uint));
+                Collected = (uint*)HugePageMemory.Allocate((long)_capacity * sizeof(uint));
             }
             else
             {
@@ -555,8 +555,9 @@ internal static unsafe class MagnitudeThreshold
                     return;
                 }
 
-                _capacity = (int)Math.Min(_cap, 2L * _capacity);
-                Collected = (uint*)NativeMemory.Realloc(Collected, (nuint)_capacity * sizeof(uint));
+                int grown = (int)Math.Min(_cap, 2L * _capacity);
+                Collected = (uint*)HugePageMemory.Reallocate(Collected, (long)CollectedCount * sizeof(uint), (long)grown * sizeof(uint));
+                _capacity = grown;
             }
 
             Collected[CollectedCount++] = bits;
@@ -575,8 +576,8 @@ internal static unsafe class MagnitudeThreshold
             {
                 if (total > _capacity)
                 {
+                    Collected = (uint*)HugePageMemory.Reallocate(Collected, (long)CollectedCount * sizeof(uint), total * sizeof(uint));
                     _capacity = (int)total;
-                    Collected = (uint*)NativeMemory.Realloc(Collected, (nuint)_capacity * sizeof(uint));
                 }
 
                 _adopted.Add(((IntPtr)other.Collected, other.CollectedCount));
@@ -620,7 +621,7 @@ internal static unsafe class MagnitudeThreshold
                     Collect(((uint*)part)[i]);
                 }
 
-                NativeMemory.Free((void*)part);
+                HugePageMemory.Free((void*)part);
             }
 
             _adopted.Clear();
@@ -641,11 +642,11 @@ internal static unsafe class MagnitudeThreshold
                 Histogram = null;
             }
 
-            NativeMemory.Free(Collected);
+            HugePageMemory.Free(Collected);
             Collected = null;
             foreach (var (part, _) in _adopted)
             {
-                NativeMemory.Free((void*)part);
+                HugePageMemory.Free((void*)part);
             }
 
             _adopted.Clear();
