@@ -330,7 +330,7 @@ internal static unsafe class MagnitudeThreshold
 
                 var group = groups[g];
                 long cap = Math.Max(1L << 20, group.Total / (2L * group.Counts.Count));
-                using var pass = new Pass(windows[g], collect[g], cap, workers);
+                using var pass = new Pass(windows[g], collect[g], cap, hugePages: cap > 1L << 20, workers);
                 group.Read(pass.Add);
                 pass.Finish();
                 Settle(pass.Tallies, group.Counts, windows[g], results[g]);
@@ -489,9 +489,11 @@ internal static unsafe class MagnitudeThreshold
 
     /// <summary>One task's counts in one pass over its window.</summary>
     /// <remarks>
-    /// A collection is allocated at its cap (up to 64 MB) at once, in huge pages where the system has
-    /// them (<see cref="HugePageMemory"/>): only the pages it fills cost memory (fresh pages are what
-    /// costs time), where growing it step by step would copy it into fresh blocks again and again. Beyond 64 MB it doubles as it fills. The workers'
+    /// A collection is allocated at its cap (up to 64 MB) at once: only the pages it fills cost memory
+    /// (fresh pages are what costs time), where growing it step by step would copy it into fresh blocks
+    /// again and again. When the stream is large enough for its collections to fill many MB they are
+    /// mapped in huge pages (<see cref="HugePageMemory"/>); smaller ones come from the C heap, which
+    /// reuses the pages earlier searches touched. Beyond 64 MB it doubles as it fills. The workers'
     /// collections are not copied together either: the first worker's tally adopts the others', and
     /// the select reads them all.
     /// </remarks>
@@ -500,16 +502,18 @@ internal static unsafe class MagnitudeThreshold
         /// <summary>Collections stop (and the window is histogrammed instead) beyond this many entries.</summary>
         private readonly int _cap;
         private readonly List<(IntPtr Bits, int Count)> _adopted = [];
+        private readonly bool _hugePages;
         private int _capacity;
 
-        public Tally(Window window, bool collect, long cap)
+        public Tally(Window window, bool collect, long cap, bool hugePages)
         {
             Window = window;
+            _hugePages = hugePages;
             _cap = (int)Math.Min(cap, Array.MaxLength);
             if (collect)
             {
                 _capacity = Math.Min(_cap, 1 << 24);
-                Collected = (uint*)HugePageMemory.Allocate((long)_capacity * sizeof(uint));
+                Collected = (uint*)Allocate((long)_capacity * sizeof(uint));
             }
             else
             {
@@ -556,7 +560,7 @@ internal static unsafe class MagnitudeThreshold
                 }
 
                 int grown = (int)Math.Min(_cap, 2L * _capacity);
-                Collected = (uint*)HugePageMemory.Reallocate(Collected, (long)CollectedCount * sizeof(uint), (long)grown * sizeof(uint));
+                Collected = (uint*)Reallocate(Collected, (long)CollectedCount * sizeof(uint), (long)grown * sizeof(uint));
                 _capacity = grown;
             }
 
@@ -576,7 +580,7 @@ internal static unsafe class MagnitudeThreshold
             {
                 if (total > _capacity)
                 {
-                    Collected = (uint*)HugePageMemory.Reallocate(Collected, (long)CollectedCount * sizeof(uint), total * sizeof(uint));
+                    Collected = (uint*)Reallocate(Collected, (long)CollectedCount * sizeof(uint), total * sizeof(uint));
                     _capacity = (int)total;
                 }
 
@@ -621,11 +625,28 @@ internal static unsafe class MagnitudeThreshold
                     Collect(((uint*)part)[i]);
                 }
 
-                HugePageMemory.Free((void*)part);
+                Free((void*)part);
             }
 
             _adopted.Clear();
             CollectedCount = 0;
+        }
+
+        private void* Allocate(long bytes) => _hugePages ? HugePageMemory.Allocate(bytes) : NativeMemory.Alloc((nuint)bytes);
+
+        private void* Reallocate(void* memory, long kept, long bytes) =>
+            _hugePages ? HugePageMemory.Reallocate(memory, kept, bytes) : NativeMemory.Realloc(memory, (nuint)bytes);
+
+        private void Free(void* memory)
+        {
+            if (_hugePages)
+            {
+                HugePageMemory.Free(memory);
+            }
+            else
+            {
+                NativeMemory.Free(memory);
+            }
         }
 
         private void StartHistogram()
@@ -642,11 +663,11 @@ internal static unsafe class MagnitudeThreshold
                 Histogram = null;
             }
 
-            HugePageMemory.Free(Collected);
+            Free(Collected);
             Collected = null;
             foreach (var (part, _) in _adopted)
             {
-                HugePageMemory.Free((void*)part);
+                Free((void*)part);
             }
 
             _adopted.Clear();
@@ -663,12 +684,14 @@ internal static unsafe class MagnitudeThreshold
         private readonly Window?[] _windows;
         private readonly bool _collect;
         private readonly long _cap;
+        private readonly bool _hugePages;
 
-        public Pass(Window?[] windows, bool collect, long cap, int workers)
+        public Pass(Window?[] windows, bool collect, long cap, bool hugePages, int workers)
         {
             _windows = windows;
             _collect = collect;
             _cap = cap;
+            _hugePages = hugePages;
             _pieces = windows.Select(_ => new Tally?[workers]).ToArray();
             Tallies = new Tally?[windows.Length];
         }
@@ -687,7 +710,7 @@ internal static unsafe class MagnitudeThreshold
             {
                 if (_windows[t] is { } window)
                 {
-                    var tally = _pieces[t][worker] ??= new Tally(window, _collect, _cap);
+                    var tally = _pieces[t][worker] ??= new Tally(window, _collect, _cap, _hugePages);
                     Count(chunk.Pointer(t), chunk.BasePointer, chunk.Length, tally);
                 }
             }
@@ -703,7 +726,7 @@ internal static unsafe class MagnitudeThreshold
                     continue;
                 }
 
-                var tally = Tallies[t] = _pieces[t][0] ??= new Tally(window, _collect, _cap);
+                var tally = Tallies[t] = _pieces[t][0] ??= new Tally(window, _collect, _cap, _hugePages);
                 foreach (var other in _pieces[t].Skip(1))
                 {
                     if (other is not null)
