@@ -18,7 +18,8 @@ namespace Microsoft.ML.TaskVectors.Cli.Bench;
 /// </summary>
 internal static class MergeBenchmark
 {
-    public sealed record MethodResult(string Method, double Seconds, double PrepareSeconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint);
+    public sealed record MethodResult(string Method, double Seconds, double PrepareSeconds, double RatioToRead, double RatioToChunkedRead, long PeakBytes, double PeakOverCheckpoint,
+        double PairedRatioToRead);
 
     public sealed record Result(int Tasks, long Parameters, long CheckpointBytes, double ReadSeconds, double ChunkedReadSeconds, IReadOnlyList<MethodResult> Methods, string Ranking, int Repeats, string Device);
 
@@ -27,25 +28,35 @@ internal static class MergeBenchmark
 
     /// <summary>
     /// Runs the benchmark: each measurement (reading the files, then each method) in a fresh child
-    /// process, as a user's command would run, with the files already in the page cache. Each is
-    /// run <paramref name="repeats"/> times and the fastest kept (with the largest peak memory seen),
-    /// which filters out what else the machine was doing.
+    /// process, as a user's command would run, with the files already in the page cache. The
+    /// measurements run in <paramref name="repeats"/> rounds, each round every measurement once, so
+    /// that a slow spell of the machine falls on the read and the merges alike. Each keeps its fastest
+    /// time (with the largest peak memory seen); a method's ratio to the read is given both from the
+    /// fastest times and as the median over the rounds of its time over the same round's read.
     /// </summary>
     /// <param name="device">Where TSV-M and WUDI compute (the other methods stream on the CPU); see <see cref="MergeMethodOptions.Device"/>.</param>
     public static Result Run(string workDirectory, int tasks, IReadOnlyList<TensorInfo> layout, IReadOnlyList<string> methods, string ranking, int repeats, string device,
         Func<string, string[], Measurement> runChild, TextWriter log, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
         EnsureCheckpoints(workDirectory, tasks, layout, log, cancellationToken);
         long checkpointBytes = layout.Sum(t => t.ByteLength);
         string[] Args(string what) => ["--work", workDirectory, "--tasks", tasks.ToString(CultureInfo.InvariantCulture), "--ranking", ranking, "--device", device, "--measure", what];
-        Measurement Best(string what)
+        var measured = new[] { "read", ChunkedRead }.Concat(methods).ToArray();
+        var runs = measured.ToDictionary(w => w, _ => new List<Measurement>());
+        runChild("read", Args("read")); // warms the page cache
+        for (int round = 1; round <= repeats; round++)
         {
-            var runs = Enumerable.Range(0, repeats).Select(_ => runChild(what, Args(what))).ToArray();
-            var best = runs.MinBy(r => r.Seconds)!;
-            return best with { PeakBytes = runs.Max(r => r.PeakBytes) };
+            foreach (var what in measured)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                runs[what].Add(runChild(what, Args(what)));
+            }
+
+            log.WriteLine($"round {round}/{repeats}: " + string.Join(", ", measured.Select(w => $"{w} {runs[w][^1].Seconds:F2} s")));
         }
 
-        runChild("read", Args("read")); // warms the page cache
+        Measurement Best(string what) => runs[what].MinBy(r => r.Seconds)! with { PeakBytes = runs[what].Max(r => r.PeakBytes) };
         var read = Best("read");
         log.WriteLine($"read {tasks + 1} files ({(tasks + 1) * checkpointBytes / 1e9:F2} GB): {read.Seconds:F2} s, peak +{read.PeakBytes / 1e6:F0} MB");
         var chunked = Best(ChunkedRead);
@@ -53,15 +64,22 @@ internal static class MergeBenchmark
         var results = new List<MethodResult>();
         foreach (var name in methods)
         {
-            cancellationToken.ThrowIfCancellationRequested();
             var m = Best(name);
-            var r = new MethodResult(name, m.Seconds, m.PrepareSeconds, m.Seconds / read.Seconds, m.Seconds / chunked.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes);
+            double paired = Median(runs[name].Zip(runs["read"], (merge, plain) => merge.Seconds / plain.Seconds));
+            var r = new MethodResult(name, m.Seconds, m.PrepareSeconds, m.Seconds / read.Seconds, m.Seconds / chunked.Seconds, m.PeakBytes, m.PeakBytes / (double)checkpointBytes, paired);
             results.Add(r);
             string prepare = m.PrepareSeconds > 0 ? $", {m.PrepareSeconds:F2} s of it before writing" : "";
-            log.WriteLine($"{name}: {m.Seconds:F2} s{prepare} ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
+            log.WriteLine($"{name}: {m.Seconds:F2} s{prepare} ({r.RatioToRead:F2}× read, {r.RatioToChunkedRead:F2}× chunked read; "
+                + $"{paired:F2}× the same round's read, median), peak +{m.PeakBytes / 1e6:F0} MB ({r.PeakOverCheckpoint:F2}× one checkpoint)");
         }
         return new Result(tasks, layout.Sum(t => t.ElementCount), checkpointBytes, read.Seconds, chunked.Seconds, results, ranking, repeats,
             ComputeDevice.Resolve(device, requireRequested: true).ToString());
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     /// <summary>
@@ -196,6 +214,7 @@ internal static class MergeBenchmark
             prepare_seconds = m.PrepareSeconds,
             ratio_to_read = m.RatioToRead,
             ratio_to_chunked_read = m.RatioToChunkedRead,
+            paired_ratio_to_read = m.PairedRatioToRead,
             peak_bytes = m.PeakBytes,
             peak_over_checkpoint = m.PeakOverCheckpoint,
         }),

@@ -108,7 +108,7 @@ internal static class BenchCommand
         var ranking = new Option<string>("--ranking") { Description = "TIES and DARE → TIES: magnitude ranking over the whole task vector or per tensor.", DefaultValueFactory = _ => "global" };
         ranking.AcceptOnlyFromAmong("global", "per-tensor");
         var measure = new Option<string?>("--measure") { Hidden = true, Description = "Internal: one measurement in this process." };
-        var repeats = new Option<int>("--repeats") { Description = "Runs per measurement (the fastest is kept).", DefaultValueFactory = _ => 3 };
+        var repeats = new Option<int>("--repeats") { Description = "Rounds, each running every measurement once (the fastest of each is kept; ratios to the read are also given per round).", DefaultValueFactory = _ => 3 };
         var device = new Option<string>("--device") { Description = "Where TSV-M and WUDI compute: cpu, cuda or cuda:N (never replaced by another).", DefaultValueFactory = _ => "cpu" };
         var command = new Command("merge", "Merge N random task vectors of a ViT-sized model; compare with reading the N+1 files.")
         {
