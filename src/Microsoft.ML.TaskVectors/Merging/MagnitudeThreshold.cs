@@ -3,6 +3,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Microsoft.ML.TaskVectors.Runtime;
 using TorchSharp;
 
 namespace Microsoft.ML.TaskVectors.Merging;

@@ -55,6 +55,9 @@ public sealed class EnvironmentReport
     /// <summary>libgomp's wait settings (see <see cref="Runtime.OpenMpWaitPolicy"/>).</summary>
     public string OpenMpWaitPolicy { get; init; } = Runtime.OpenMpWaitPolicy.Describe();
 
+    /// <summary>The transparent huge page mode, which the magnitude search's large buffers ask for (see <c>HugePageMemory</c>).</summary>
+    public string TransparentHugePages { get; init; } = HugePageMemory.Describe();
+
     /// <summary>The ONNX Runtime native version, or "unavailable".</summary>
     public required string OnnxRuntimeVersion { get; init; }
 
@@ -163,6 +166,7 @@ public sealed class EnvironmentReport
         }));
         rows.Add(new("Torch threads", TorchThreads?.ToString(CultureInfo.InvariantCulture) ?? Unavailable));
         rows.Add(new("OpenMP wait policy", OpenMpWaitPolicy));
+        rows.Add(new("Transparent huge pages", TransparentHugePages));
         rows.Add(new("ONNX Runtime", OnnxRuntimeVersion));
         if (OnnxRuntimeError is not null)
             rows.Add(new("ONNX Runtime error", OnnxRuntimeError));

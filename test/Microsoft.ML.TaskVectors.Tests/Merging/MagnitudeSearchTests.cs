@@ -1,5 +1,6 @@
 using Microsoft.ML.TaskVectors.Checkpoints;
 using Microsoft.ML.TaskVectors.Merging;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 using static TorchSharp.torch;
 

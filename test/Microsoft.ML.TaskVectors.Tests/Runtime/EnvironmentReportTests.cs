@@ -47,6 +47,16 @@ public class EnvironmentReportTests
         Assert.That(step.HostLibStdCxx, Does.Contain("libstdc++.so.6"));
     }
 
+    [TestCase("always [madvise] never\n", "madvise (the merge's large buffers use them)")]
+    [TestCase("[always] madvise never", "always (the merge's large buffers use them)")]
+    [TestCase("always madvise [never]", "never (the merge's large buffers use 4 KB pages: slower on virtual machines)")]
+    [TestCase(null, "not on this system (the merge's large buffers use ordinary pages)")]
+    public void Reports_the_transparent_huge_page_mode_the_kernel_selected(string? modeFile, string expected)
+    {
+        Assert.That(HugePageMemory.Describe(modeFile), Is.EqualTo(expected));
+        Assert.That(EnvironmentReport.Collect().ToDisplayRows().Single(r => r.Key == "Transparent huge pages").Value, Is.EqualTo(HugePageMemory.Describe()));
+    }
+
     [Test]
     public void Json_report_is_camel_case_and_names_the_compatibility_state()
     {

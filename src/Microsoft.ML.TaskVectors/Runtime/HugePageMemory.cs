@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Microsoft.ML.TaskVectors.Merging;
+namespace Microsoft.ML.TaskVectors.Runtime;
 
 /// <summary>
 /// Native buffers that fill many MB once (the global magnitude search's collections). On Linux each is
@@ -64,6 +64,30 @@ internal static unsafe partial class HugePageMemory
         }
 
         _ = Munmap((void*)((long*)memory)[-1], (nuint)((long*)memory)[-2]);
+    }
+
+    private const string ModeFile = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+    /// <summary>The system's transparent huge page mode and what it means for these buffers (for <c>doctor</c>).</summary>
+    public static string Describe() =>
+        Describe(OperatingSystem.IsLinux() && File.Exists(ModeFile) ? File.ReadAllText(ModeFile) : null);
+
+    /// <summary>The same from the contents of the kernel's mode file (null: none), e.g. "always [madvise] never".</summary>
+    internal static string Describe(string? modeFile)
+    {
+        if (modeFile is null)
+        {
+            return "not on this system (the merge's large buffers use ordinary pages)";
+        }
+
+        int open = modeFile.IndexOf('['), close = modeFile.IndexOf(']');
+        string mode = open >= 0 && close > open ? modeFile[(open + 1)..close] : modeFile.Trim();
+        return mode switch
+        {
+            "always" or "madvise" => $"{mode} (the merge's large buffers use them)",
+            "never" => "never (the merge's large buffers use 4 KB pages: slower on virtual machines)",
+            _ => mode,
+        };
     }
 
     [LibraryImport("libc", EntryPoint = "mmap")]
