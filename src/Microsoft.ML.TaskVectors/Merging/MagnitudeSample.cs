@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 
 namespace Microsoft.ML.TaskVectors.Merging;
@@ -63,12 +64,15 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// those are cleared): the per-tensor searches sample every tensor, and fresh arrays would cost their
     /// page faults, whole-array clears their time, each time.
     /// </summary>
-    private static readonly ConcurrentBag<long[]> CleanHistograms = [];
+    private static readonly ConcurrentBag<IntPtr> CleanHistograms = [];
 
-    private readonly long[][] _histograms;
+    private readonly long*[] _histograms;
     private readonly int[] _lowest;
     private readonly int[] _highest;
     private readonly ushort*[] _kept;
+    private readonly ushort* _keptMemory;
+    private readonly bool _keptInHugePages;
+    private bool _disposed;
     private readonly IReadOnlyList<long> _blockLengths;
     private readonly int _keepEvery;
     private readonly List<int> _keptEnds = [];
@@ -96,15 +100,38 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             throw new ArgumentException($"The sample's variance blocks hold {kept} entries per task; at most {int.MaxValue} are supported.", nameof(blockLengths));
         }
 
-        _histograms = new long[tasks][];
+        _histograms = new long*[tasks];
         _lowest = Enumerable.Repeat(HistogramBins, tasks).ToArray();
         _highest = Enumerable.Repeat(-1, tasks).ToArray();
         _kept = new ushort*[tasks];
+        long keptBytes = Math.Max(1, kept) * sizeof(ushort) * (long)tasks;
+        _keptInHugePages = keptBytes >= 2 << 20; // the whole model's sample: fresh 4 KB pages would cost more than its reading
+        _keptMemory = (ushort*)(_keptInHugePages ? HugePageMemory.Allocate(keptBytes) : NativeMemory.Alloc((nuint)keptBytes));
         for (int t = 0; t < tasks; t++)
         {
-            _histograms[t] = CleanHistograms.TryTake(out var clean) ? clean : new long[HistogramBins];
-            _kept[t] = (ushort*)NativeMemory.Alloc((nuint)Math.Max(1, kept), sizeof(ushort));
+            _histograms[t] = CleanHistogram();
+            _kept[t] = _keptMemory + t * Math.Max(1, kept);
         }
+    }
+
+    /// <summary>A zeroed histogram from the pool; the pool grows by four at a time, in one 2 MB piece of huge pages.</summary>
+    private static long* CleanHistogram()
+    {
+        if (CleanHistograms.TryTake(out var clean))
+        {
+            return (long*)clean;
+        }
+
+        const int Batch = 4;
+        long bytes = (long)Batch * HistogramBins * sizeof(long);
+        var memory = (long*)HugePageMemory.Allocate(bytes); // kept for the process's life, as pooled histograms are
+        NativeMemory.Clear(memory, (nuint)bytes);
+        for (int k = 1; k < Batch; k++)
+        {
+            CleanHistograms.Add((IntPtr)(memory + (long)k * HistogramBins));
+        }
+
+        return memory;
     }
 
     /// <summary>
@@ -145,10 +172,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         bool keep = _blocks % _keepEvery == 0;
         for (int t = 0; t < _histograms.Length; t++)
         {
-            fixed (long* histogram = _histograms[t])
-            {
-                Bins(batch.Pointer(t), batch.BasePointer, batch.Length, histogram, keep ? _kept[t] + _keptCount : null, ref _lowest[t], ref _highest[t]);
-            }
+            Bins(batch.Pointer(t), batch.BasePointer, batch.Length, _histograms[t], keep ? _kept[t] + _keptCount : null, ref _lowest[t], ref _highest[t]);
         }
 
         _blocks++;
@@ -206,7 +230,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             }
 
             // Bins above the highest seen are empty: the walks from the top start there.
-            var histogram = new ReadOnlySpan<long>(_histograms[t], 0, _highest[t] + 1);
+            var histogram = new ReadOnlySpan<long>(_histograms[t], _highest[t] + 1);
             double q = counts[t] / (double)total;
             int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
             // The kept blocks' spread, scaled from their number to the sample's: the variance of a mean of blocks goes as 1/blocks.
@@ -282,21 +306,34 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// <summary>Frees the sample's buffers.</summary>
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         for (int t = 0; t < _histograms.Length; t++)
         {
-            if (_histograms[t] is { } histogram)
+            if (_histograms[t] is not null)
             {
                 if (_highest[t] >= _lowest[t])
                 {
-                    Array.Clear(histogram, _lowest[t], _highest[t] - _lowest[t] + 1);
+                    new Span<long>(_histograms[t] + _lowest[t], _highest[t] - _lowest[t] + 1).Clear();
                 }
 
-                CleanHistograms.Add(histogram);
-                _histograms[t] = null!;
+                CleanHistograms.Add((IntPtr)_histograms[t]);
+                _histograms[t] = null;
+                _kept[t] = null;
             }
+        }
 
-            NativeMemory.Free(_kept[t]);
-            _kept[t] = null;
+        if (_keptInHugePages)
+        {
+            HugePageMemory.Free(_keptMemory);
+        }
+        else
+        {
+            NativeMemory.Free(_keptMemory);
         }
     }
 }
