@@ -1,5 +1,5 @@
-using System.Runtime.InteropServices;
 using Microsoft.ML.TaskVectors.Checkpoints;
+using Microsoft.ML.TaskVectors.Runtime;
 using Microsoft.ML.TaskVectors.TaskVectors;
 
 namespace Microsoft.ML.TaskVectors.Merging;
@@ -343,19 +343,25 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         return space;
     }
 
-    /// <summary>A worker's float32 buffers: θ0, one per source, and the output.</summary>
+    /// <summary>
+    /// A worker's float32 buffers: θ0, one per source, and the output, in one block of huge pages (a few MB
+    /// that every merge would otherwise fault in 4 KB at a time).
+    /// </summary>
     private sealed class Workspace : IDisposable
     {
+        private readonly float* _memory;
+
         public Workspace(int inputs, long capacity)
         {
             Capacity = capacity;
+            _memory = (float*)HugePageMemory.Allocate((inputs + 1) * capacity * sizeof(float));
             Inputs = new float*[inputs];
             for (int i = 0; i < inputs; i++)
             {
-                Inputs[i] = (float*)NativeMemory.AlignedAlloc((nuint)(capacity * sizeof(float)), 64);
+                Inputs[i] = _memory + i * capacity;
             }
 
-            Output = (float*)NativeMemory.AlignedAlloc((nuint)(capacity * sizeof(float)), 64);
+            Output = _memory + inputs * capacity;
         }
 
         public long Capacity { get; }
@@ -376,15 +382,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             return new(tasks, differences ? Inputs[0] + offset : null, length);
         }
 
-        public void Dispose()
-        {
-            foreach (var p in Inputs)
-            {
-                NativeMemory.AlignedFree(p);
-            }
-
-            NativeMemory.AlignedFree(Output);
-        }
+        public void Dispose() => HugePageMemory.Free(_memory);
     }
 
     /// <summary>
