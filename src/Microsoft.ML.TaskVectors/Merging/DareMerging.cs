@@ -100,8 +100,8 @@ public sealed class DareMerging : MergeMethod
             public void ReadChunks(string tensorName, Action<int, long, TaskBatch> use) =>
                 source.ReadChunks(tensorName, (worker, start, chunk) => use(worker, start, DropAndRescaleTaskVectorSet.Drop(chunk, tensorName, p, seed, start)));
 
-            public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
-                source.ReadRanges(tensorName, ranges, (start, batch) => use(start, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed, start)));
+            public void ReadRanges(int worker, string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
+                source.ReadRanges(worker, tensorName, ranges, (start, batch) => use(start, DropAndRescaleTaskVectorSet.Drop(batch, tensorName, p, seed, start)));
         }
     }
 }

@@ -78,4 +78,27 @@ internal static unsafe class FloatKernels
             body(i, start, Math.Min(n, start + step));
         });
     }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(worker, item) for items 0 … count − 1, taken in order by up to
+    /// <paramref name="workers"/> threads; the first exception (cancellation included) is rethrown as itself.
+    /// </summary>
+    public static void RunWorkers(int count, int workers, Action<int, int> body)
+    {
+        int next = -1;
+        try
+        {
+            Parallel.For(0, Math.Clamp(count, 1, workers), new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
+            {
+                for (int item; (item = Interlocked.Increment(ref next)) < count;)
+                {
+                    body(worker, item);
+                }
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+    }
 }

@@ -66,33 +66,47 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     /// </summary>
     private static readonly ConcurrentBag<IntPtr> CleanHistograms = [];
 
-    private readonly long*[] _histograms;
-    private readonly int[] _lowest;
-    private readonly int[] _highest;
+    private readonly int _tasks;
+    private readonly long*[][] _histograms; // [worker][task], taken from the pool on the worker's first block
+    private readonly int[][] _lowest;
+    private readonly int[][] _highest;
     private readonly ushort*[] _kept;
     private readonly ushort* _keptMemory;
     private readonly bool _keptInHugePages;
-    private bool _disposed;
     private readonly IReadOnlyList<long> _blockLengths;
-    private readonly int _keepEvery;
-    private readonly List<int> _keptEnds = [];
+    private readonly int[] _keptStart; // per block: where its entries go in the kept arrays, or −1
+    private readonly int[] _keptBlocks; // the kept blocks, in order
+    private readonly int _keptCount;
+    private readonly bool[] _added;
+    private int _next;
     private int _blocks;
-    private int _keptCount;
     private long _count;
+    private bool _combined;
+    private bool _disposed;
 
-    /// <summary>An empty sample of <paramref name="tasks"/> tasks that will take blocks of these lengths, in this order.</summary>
+    /// <summary>An empty sample of <paramref name="tasks"/> tasks that will take blocks of these lengths.</summary>
     /// <param name="tasks">Number of tasks.</param>
-    /// <param name="blockLengths">Entries of each block, in the order the blocks are added.</param>
+    /// <param name="blockLengths">Entries of each block, by block index.</param>
     /// <param name="varianceBlocks">Fewest blocks whose entries are kept for the spread between blocks (every block when there are fewer than twice as many).</param>
-    public MagnitudeSample(int tasks, IReadOnlyList<long> blockLengths, int varianceBlocks = VarianceBlocks)
+    /// <param name="workers">Threads that may add blocks at once (see <see cref="Add(int, int, TaskBatch)"/>).</param>
+    public MagnitudeSample(int tasks, IReadOnlyList<long> blockLengths, int varianceBlocks = VarianceBlocks, int workers = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(varianceBlocks, 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
+        _tasks = tasks;
         _blockLengths = blockLengths;
-        _keepEvery = Math.Max(1, blockLengths.Count / varianceBlocks);
+        int keepEvery = Math.Max(1, blockLengths.Count / varianceBlocks);
+        _keptStart = new int[blockLengths.Count];
+        var keptBlocks = new List<int>();
         long kept = 0;
-        for (int block = 0; block < blockLengths.Count; block += _keepEvery)
+        for (int block = 0; block < blockLengths.Count; block++)
         {
-            kept += blockLengths[block];
+            _keptStart[block] = block % keepEvery == 0 ? (int)Math.Min(kept, int.MaxValue) : -1;
+            if (block % keepEvery == 0)
+            {
+                keptBlocks.Add(block);
+                kept += blockLengths[block];
+            }
         }
 
         if (kept > int.MaxValue)
@@ -100,18 +114,32 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             throw new ArgumentException($"The sample's variance blocks hold {kept} entries per task; at most {int.MaxValue} are supported.", nameof(blockLengths));
         }
 
-        _histograms = new long*[tasks];
-        _lowest = Enumerable.Repeat(HistogramBins, tasks).ToArray();
-        _highest = Enumerable.Repeat(-1, tasks).ToArray();
+        _keptBlocks = [.. keptBlocks];
+        _keptCount = (int)kept;
+        _added = new bool[blockLengths.Count];
+        _histograms = new long*[workers][];
+        _lowest = new int[workers][];
+        _highest = new int[workers][];
         _kept = new ushort*[tasks];
         long keptBytes = Math.Max(1, kept) * sizeof(ushort) * (long)tasks;
         _keptInHugePages = keptBytes >= 2 << 20; // the whole model's sample: fresh 4 KB pages would cost more than its reading
         _keptMemory = (ushort*)(_keptInHugePages ? HugePageMemory.Allocate(keptBytes) : NativeMemory.Alloc((nuint)keptBytes));
         for (int t = 0; t < tasks; t++)
         {
-            _histograms[t] = CleanHistogram();
             _kept[t] = _keptMemory + t * Math.Max(1, kept);
         }
+    }
+
+    /// <summary>Zeroed histograms from the pool, one per task.</summary>
+    private static long*[] TakeHistograms(int tasks)
+    {
+        var histograms = new long*[tasks];
+        for (int t = 0; t < tasks; t++)
+        {
+            histograms[t] = CleanHistogram();
+        }
+
+        return histograms;
     }
 
     /// <summary>A zeroed histogram from the pool; the pool grows by four at a time, in one 2 MB piece of huge pages.</summary>
@@ -154,33 +182,88 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         }
     }
 
-    /// <summary>Adds the next block: the histogram bins of |τt| of every task of <paramref name="batch"/>.</summary>
+    /// <summary>Adds the next block (blocks added one after another, from one thread).</summary>
     public void Add(TaskBatch batch)
     {
-        if (batch.Count != _histograms.Length)
+        if (_next == _blockLengths.Count)
         {
-            throw new ArgumentException($"The batch has {batch.Count} tasks; the sample has {_histograms.Length}.", nameof(batch));
+            throw new InvalidOperationException($"The sample was made for {_blockLengths.Count} blocks; all have been added.");
         }
 
-        if (_blocks == _blockLengths.Count || batch.Length != _blockLengths[_blocks])
+        Add(0, _next++, batch);
+    }
+
+    /// <summary>
+    /// Adds block <paramref name="block"/>: the histogram bins of |τt| of every task of <paramref name="batch"/>.
+    /// Different workers (0 … workers − 1) may add blocks at once; each block is added once.
+    /// </summary>
+    public void Add(int worker, int block, TaskBatch batch)
+    {
+        if (batch.Count != _tasks)
         {
-            throw new InvalidOperationException(_blocks == _blockLengths.Count
-                ? $"The sample was made for {_blockLengths.Count} blocks; all have been added."
-                : $"Block {_blocks} of the sample has {_blockLengths[_blocks]} entries; the batch has {batch.Length}.");
+            throw new ArgumentException($"The batch has {batch.Count} tasks; the sample has {_tasks}.", nameof(batch));
         }
 
-        bool keep = _blocks % _keepEvery == 0;
-        for (int t = 0; t < _histograms.Length; t++)
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)block, (uint)_blockLengths.Count, nameof(block));
+        if (batch.Length != _blockLengths[block])
         {
-            Bins(batch.Pointer(t), batch.BasePointer, batch.Length, _histograms[t], keep ? _kept[t] + _keptCount : null, ref _lowest[t], ref _highest[t]);
+            throw new InvalidOperationException($"Block {block} of the sample has {_blockLengths[block]} entries; the batch has {batch.Length}.");
         }
 
-        _blocks++;
-        _count += batch.Length;
-        if (keep)
+        if (_added[block])
         {
-            _keptCount += (int)batch.Length;
-            _keptEnds.Add(_keptCount);
+            throw new InvalidOperationException($"Block {block} of the sample was added twice.");
+        }
+
+        _added[block] = true;
+        var histograms = _histograms[worker] ??= TakeHistograms(_tasks);
+        var lowest = _lowest[worker] ??= Enumerable.Repeat(HistogramBins, _tasks).ToArray();
+        var highest = _highest[worker] ??= Enumerable.Repeat(-1, _tasks).ToArray();
+        int keptAt = _keptStart[block];
+        for (int t = 0; t < _tasks; t++)
+        {
+            Bins(batch.Pointer(t), batch.BasePointer, batch.Length, histograms[t], keptAt >= 0 ? _kept[t] + keptAt : null, ref lowest[t], ref highest[t]);
+        }
+
+        Interlocked.Increment(ref _blocks);
+        Interlocked.Add(ref _count, batch.Length);
+    }
+
+    /// <summary>Adds the other workers' histograms into the first one's (once, after the last block).</summary>
+    private void Combine()
+    {
+        if (_combined)
+        {
+            return;
+        }
+
+        _combined = true;
+        int first = Array.FindIndex(_histograms, h => h is not null);
+        if (first < 0)
+        {
+            return;
+        }
+
+        (_histograms[0], _histograms[first]) = (_histograms[first], _histograms[0]);
+        (_lowest[0], _lowest[first]) = (_lowest[first], _lowest[0]);
+        (_highest[0], _highest[first]) = (_highest[first], _highest[0]);
+        for (int w = 1; w < _histograms.Length; w++)
+        {
+            if (_histograms[w] is not { } histograms)
+            {
+                continue;
+            }
+
+            for (int t = 0; t < _tasks; t++)
+            {
+                for (int bin = _lowest[w][t]; bin <= _highest[w][t]; bin++)
+                {
+                    _histograms[0][t][bin] += histograms[t][bin];
+                }
+
+                _lowest[0][t] = Math.Min(_lowest[0][t], _lowest[w][t]);
+                _highest[0][t] = Math.Max(_highest[0][t], _highest[w][t]);
+            }
         }
     }
 
@@ -221,8 +304,9 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             return null;
         }
 
-        var windows = new MagnitudeThreshold.Window[_histograms.Length];
-        for (int t = 0; t < _histograms.Length; t++)
+        Combine();
+        var windows = new MagnitudeThreshold.Window[_tasks];
+        for (int t = 0; t < _tasks; t++)
         {
             if (counts[t] <= 0)
             {
@@ -230,11 +314,12 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             }
 
             // Bins above the highest seen are empty: the walks from the top start there.
-            var histogram = new ReadOnlySpan<long>(_histograms[t], _highest[t] + 1);
+            var histogram = new ReadOnlySpan<long>(_histograms[0][t], _highest[0][t] + 1);
             double q = counts[t] / (double)total;
             int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
             // The kept blocks' spread, scaled from their number to the sample's: the variance of a mean of blocks goes as 1/blocks.
-            double clusterVariance = ClusterVariance(new ReadOnlySpan<ushort>(_kept[t], _keptCount), estimate) * _keptEnds.Count / _blocks;
+            var (clusterVariance, keptBlocks) = ClusterVariance(new ReadOnlySpan<ushort>(_kept[t], _keptCount), estimate);
+            clusterVariance *= keptBlocks / (double)_blocks;
             double sigma = Math.Sqrt(Math.Max(clusterVariance, q * (1 - q) / s));
             double width = margin * sigma + 1.0 / s;
             long highRank = (long)Math.Floor((q - width) * s);
@@ -264,43 +349,45 @@ internal sealed unsafe class MagnitudeSample : IDisposable
 
     /// <summary>
     /// Variance of the proportion of magnitudes in bin <paramref name="estimate"/> or above among the kept
-    /// blocks, with whole blocks as the sampled units: B/(B−1)·Σb (cb − p·nb)² / s² (B blocks of s entries in all).
+    /// blocks that were added, with whole blocks as the sampled units: B/(B−1)·Σb (cb − p·nb)² / s² (B blocks
+    /// of s entries in all); and B.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private double ClusterVariance(ReadOnlySpan<ushort> bins, int estimate)
+    private (double Variance, int Blocks) ClusterVariance(ReadOnlySpan<ushort> bins, int estimate)
     {
-        int blocks = _keptEnds.Count;
-        if (blocks < 2)
+        var counts = new List<(long Above, long Entries)>();
+        long above = 0, entries = 0;
+        foreach (int block in _keptBlocks)
         {
-            return 0;
-        }
+            if (!_added[block])
+            {
+                continue;
+            }
 
-        var counts = new long[blocks];
-        long above = 0;
-        int start = 0;
-        for (int block = 0; block < blocks; block++)
-        {
             long c = 0;
-            foreach (ushort b in bins[start.._keptEnds[block]])
+            foreach (ushort b in bins.Slice(_keptStart[block], (int)_blockLengths[block]))
             {
                 c += b >= estimate ? 1 : 0;
             }
 
-            counts[block] = c;
+            counts.Add((c, _blockLengths[block]));
             above += c;
-            start = _keptEnds[block];
+            entries += _blockLengths[block];
         }
 
-        double p = above / (double)bins.Length, sum = 0;
-        start = 0;
-        for (int block = 0; block < blocks; block++)
+        if (counts.Count < 2)
         {
-            double d = counts[block] - p * (_keptEnds[block] - start);
-            sum += d * d;
-            start = _keptEnds[block];
+            return (0, counts.Count);
         }
 
-        return blocks / (blocks - 1.0) * sum / ((double)bins.Length * bins.Length);
+        double p = above / (double)entries, sum = 0;
+        foreach (var (c, n) in counts)
+        {
+            double d = c - p * n;
+            sum += d * d;
+        }
+
+        return (counts.Count / (counts.Count - 1.0) * sum / ((double)entries * entries), counts.Count);
     }
 
     /// <summary>Frees the sample's buffers.</summary>
@@ -312,19 +399,24 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         }
 
         _disposed = true;
-        for (int t = 0; t < _histograms.Length; t++)
+        for (int w = 0; w < _histograms.Length; w++)
         {
-            if (_histograms[t] is not null)
+            if (_histograms[w] is not { } histograms)
             {
-                if (_highest[t] >= _lowest[t])
+                continue;
+            }
+
+            for (int t = 0; t < _tasks; t++)
+            {
+                if (_highest[w][t] >= _lowest[w][t])
                 {
-                    new Span<long>(_histograms[t] + _lowest[t], _highest[t] - _lowest[t] + 1).Clear();
+                    new Span<long>(histograms[t] + _lowest[w][t], _highest[w][t] - _lowest[w][t] + 1).Clear();
                 }
 
-                CleanHistograms.Add((IntPtr)_histograms[t]);
-                _histograms[t] = null;
-                _kept[t] = null;
+                CleanHistograms.Add((IntPtr)histograms[t]);
             }
+
+            _histograms[w] = null!;
         }
 
         if (_keptInHugePages)

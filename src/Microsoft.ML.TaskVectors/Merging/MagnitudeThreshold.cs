@@ -223,17 +223,29 @@ internal static unsafe class MagnitudeThreshold
             offset += lengths[i];
         }
 
-        using var sample = new MagnitudeSample(source.Count, blocks.SelectMany(b => b.Select(r => r.Length)).ToArray());
-        for (int i = 0; i < names.Count; i++)
+        // The workers sample whole tensors side by side, each block into the sample at its index.
+        using var sample = new MagnitudeSample(source.Count, blocks.SelectMany(b => b.Select(r => r.Length)).ToArray(), workers: source.Workers);
+        var firstBlock = new int[names.Count];
+        for (int i = 1; i < names.Count; i++)
+        {
+            firstBlock[i] = firstBlock[i - 1] + blocks[i - 1].Length;
+        }
+
+        int done = 0;
+        FloatKernels.RunWorkers(names.Count, source.Workers, (worker, i) =>
         {
             cancellationToken.ThrowIfCancellationRequested();
+            int block = firstBlock[i];
             if (blocks[i].Length > 0)
             {
-                source.ReadRanges(names[i], blocks[i], (_, batch) => sample.Add(batch));
+                source.ReadRanges(worker, names[i], blocks[i], (_, batch) => sample.Add(worker, block++, batch));
             }
 
-            tensorsDone?.Invoke(i + 1.0);
-        }
+            lock (sample)
+            {
+                tensorsDone?.Invoke(++done);
+            }
+        });
 
         return sample.Guess(counts, offset, margin);
     }

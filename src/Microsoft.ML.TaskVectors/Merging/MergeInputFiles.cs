@@ -122,7 +122,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
     {
         long length = _base.GetInfo(tensorName).ElementCount;
         long chunk = TaskBatchKernel.ChunkEntries;
-        RunWorkers((int)((length + chunk - 1) / chunk), (worker, item) =>
+        FloatKernels.RunWorkers((int)((length + chunk - 1) / chunk), Workers, (worker, item) =>
         {
             long start = item * chunk;
             use(worker, start, Load(worker, tensorName, start, Math.Min(chunk, length - start), withBase: false));
@@ -131,7 +131,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
 
     /// <inheritdoc />
     /// <remarks>Each file reads only the ranges, packed one after another into a worker's buffers.</remarks>
-    public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
+    public void ReadRanges(int worker, string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
     {
         for (int first = 0; first < ranges.Count;)
         {
@@ -143,7 +143,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
                 packed += ranges[++last].Length;
             }
 
-            var space = Space(0, packed);
+            var space = Space(worker, packed);
             var group = ranges.Skip(first).Take(last - first + 1).ToArray();
             Parallel.For(_fineTuned ? 0 : 1, _sources.Length + 1, i =>
             {
@@ -206,7 +206,7 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
         long done = 0;
         double reported = 0;
         var gate = new object();
-        RunWorkers(items.Count, (worker, index) =>
+        FloatKernels.RunWorkers(items.Count, Workers, (worker, index) =>
         {
             cancellationToken.ThrowIfCancellationRequested();
             var (i, start, length) = items[index];
@@ -258,29 +258,6 @@ internal sealed unsafe class MergeInputFiles : ITaskBatchSource, IDisposable
             value = theta;
             int size = Narrow(&value, 1, info.DType);
             writer.OverwriteBytesAt(info.Name, position * size, new ReadOnlySpan<byte>(&value, size));
-        }
-    }
-
-    /// <summary>
-    /// Runs <paramref name="body"/>(worker, item) for items 0 … count − 1, taken in order by up to
-    /// <see cref="Workers"/> threads; the first exception (cancellation included) is rethrown as itself.
-    /// </summary>
-    private void RunWorkers(int count, Action<int, int> body)
-    {
-        int next = -1;
-        try
-        {
-            Parallel.For(0, Math.Clamp(count, 1, Workers), new ParallelOptions { MaxDegreeOfParallelism = Workers }, worker =>
-            {
-                for (int item; (item = Interlocked.Increment(ref next)) < count;)
-                {
-                    body(worker, item);
-                }
-            });
-        }
-        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
     }
 

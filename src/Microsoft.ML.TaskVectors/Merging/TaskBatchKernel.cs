@@ -36,9 +36,10 @@ internal interface ITaskBatchSource
     /// <summary>
     /// Reads the entry ranges [Start, Start + Length) of <paramref name="tensorName"/> of every task
     /// (ascending, not overlapping) and calls <paramref name="use"/>(Start, batch of that range) for
-    /// each; a source over files reads only those ranges. The memory is valid during the call only.
+    /// each, in order; a source over files reads only those ranges. Calls for different workers
+    /// (0 … <see cref="Workers"/> − 1) may run at once. The memory is valid during the call only.
     /// </summary>
-    void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use);
+    void ReadRanges(int worker, string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use);
 }
 
 /// <summary>

@@ -178,13 +178,19 @@ internal static class TaskTensors
             _heap.Check();
         }
 
-        public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use) =>
-            Read(tensorName, batch =>
+        /// <remarks>One call at a time, whatever the worker: a set may load and cache its tensors lazily.</remarks>
+        public void ReadRanges(int worker, string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
+        {
+            lock (_heap)
             {
-                foreach (var (start, length) in ranges)
+                Read(tensorName, batch =>
                 {
-                    use(start, batch.Slice(start, length));
-                }
-            });
+                    foreach (var (start, length) in ranges)
+                    {
+                        use(start, batch.Slice(start, length));
+                    }
+                });
+            }
+        }
     }
 }

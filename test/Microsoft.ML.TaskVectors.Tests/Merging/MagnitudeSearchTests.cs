@@ -238,6 +238,36 @@ public unsafe class MagnitudeSearchTests
     }
 
     [Test]
+    public void SampleFilledByWorkersAtOnce_GuessesWhatOneThreadGuesses()
+    {
+        // 4 workers add the blocks side by side, each into histograms of its own, in no particular order;
+        // the windows must be those of adding every block in order, and a block added twice is refused.
+        const int population = 3_000_000;
+        var values = Values(new Random(10), population, ties: false);
+        var blocks = MagnitudeSample.Blocks(0, population, MagnitudeSample.InMemoryBlock, MagnitudeSample.InMemoryStride).ToArray();
+        var lengths = blocks.Select(b => b.Length).ToArray();
+        long[] counts = [population / 5];
+        fixed (float* p = values)
+        {
+            var batch = new TaskBatch([(IntPtr)p], null, population);
+            using var alone = new MagnitudeSample(1, lengths);
+            foreach (var (start, length) in blocks)
+                alone.Add(batch.Slice(start, length));
+
+            using var together = new MagnitudeSample(1, lengths, workers: 4);
+            Parallel.For(0, 4, new ParallelOptions { MaxDegreeOfParallelism = 4 }, worker =>
+            {
+                for (int block = blocks.Length - 1 - worker; block >= 0; block -= 4)
+                    together.Add(worker, block, batch.Slice(blocks[block].Start, blocks[block].Length));
+            });
+
+            Assert.That(together.Guess(counts, population), Is.EqualTo(alone.Guess(counts, population)));
+            Assert.That(() => together.Add(0, 3, batch.Slice(blocks[3].Start, blocks[3].Length)),
+                Throws.InvalidOperationException.With.Message.Contains("Block 3 of the sample was added twice"));
+        }
+    }
+
+    [Test]
     public void HugePageMemory_KeepsContentsWhenReallocated()
     {
         const int entries = 3 << 20; // 12 MB
@@ -320,7 +350,7 @@ public unsafe class MagnitudeSearchTests
             Assert.That(wholeValues[1].Zip(wholeValues[2], (f, b) => f - b).ToArray(), Is.EqualTo(expected.data<float>().ToArray()), "chunks hold θt and θ0");
         (long, long)[] ranges = [(0, 5), (64, 1000), (20_000, 1)];
         int seen = 0;
-        files.ReadRanges(name, ranges, (start, batch) =>
+        files.ReadRanges(0, name, ranges, (start, batch) =>
         {
             Assert.That(batch.Length, Is.EqualTo(ranges[seen++].Item2));
             for (int i = 0; i < 3; i++)
@@ -357,10 +387,14 @@ public unsafe class MagnitudeSearchTests
             inner.ReadChunks(tensorName, use);
         }
 
-        public void ReadRanges(string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
+        public void ReadRanges(int worker, string tensorName, IReadOnlyList<(long Start, long Length)> ranges, Action<long, TaskBatch> use)
         {
-            SampledEntries += ranges.Sum(r => r.Length);
-            inner.ReadRanges(tensorName, ranges, use);
+            lock (ReadsOf)
+            {
+                SampledEntries += ranges.Sum(r => r.Length);
+            }
+
+            inner.ReadRanges(worker, tensorName, ranges, use);
         }
     }
 }
