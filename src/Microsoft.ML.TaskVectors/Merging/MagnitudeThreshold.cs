@@ -504,9 +504,9 @@ internal static unsafe class MagnitudeThreshold
     /// <remarks>
     /// A collection is allocated at its cap (up to 64 MB) at once: only the pages it fills cost memory
     /// (fresh pages are what costs time), where growing it step by step would copy it into fresh blocks
-    /// again and again. When the stream is large enough for its collections to fill many MB they are
-    /// mapped in huge pages (<see cref="HugePageMemory"/>); smaller ones come from the C heap, which
-    /// reuses the pages earlier searches touched. Beyond 64 MB it doubles as it fills. The workers'
+    /// again and again. Beyond 64 MB it doubles as it fills. When the stream is large enough for its
+    /// collections to fill many MB they are mapped in huge pages (<see cref="HugePageMemory"/>); smaller
+    /// ones come from the C heap, which reuses the pages earlier searches touched. The workers'
     /// collections are not copied together either: the first worker's tally adopts the others', and
     /// the select reads them all.
     /// </remarks>
