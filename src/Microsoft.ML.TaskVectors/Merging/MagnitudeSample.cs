@@ -79,8 +79,6 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     private readonly int _keptCount;
     private readonly bool[] _added;
     private int _next;
-    private int _blocks;
-    private long _count;
     private bool _combined;
     private bool _disposed;
 
@@ -224,9 +222,6 @@ internal sealed unsafe class MagnitudeSample : IDisposable
         {
             Bins(batch.Pointer(t), batch.BasePointer, batch.Length, histograms[t], keptAt >= 0 ? _kept[t] + keptAt : null, ref lowest[t], ref highest[t]);
         }
-
-        Interlocked.Increment(ref _blocks);
-        Interlocked.Add(ref _count, batch.Length);
     }
 
     /// <summary>Adds the other workers' histograms into the first one's (once, after the last block).</summary>
@@ -298,8 +293,18 @@ internal sealed unsafe class MagnitudeSample : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public MagnitudeThreshold.Window[]? Guess(IReadOnlyList<long> counts, long total, double margin = WideMargin)
     {
-        long s = _count;
-        if (s < MinimumSize || _blocks < 2)
+        int blocks = 0;
+        long s = 0;
+        for (int block = 0; block < _added.Length; block++)
+        {
+            if (_added[block])
+            {
+                blocks++;
+                s += _blockLengths[block];
+            }
+        }
+
+        if (s < MinimumSize || blocks < 2)
         {
             return null;
         }
@@ -319,7 +324,7 @@ internal sealed unsafe class MagnitudeSample : IDisposable
             int estimate = MagnitudeThreshold.Walk(histogram, Math.Clamp((long)Math.Round(q * s), 1, s)).Bin;
             // The kept blocks' spread, scaled from their number to the sample's: the variance of a mean of blocks goes as 1/blocks.
             var (clusterVariance, keptBlocks) = ClusterVariance(new ReadOnlySpan<ushort>(_kept[t], _keptCount), estimate);
-            clusterVariance *= keptBlocks / (double)_blocks;
+            clusterVariance *= keptBlocks / (double)blocks;
             double sigma = Math.Sqrt(Math.Max(clusterVariance, q * (1 - q) / s));
             double width = margin * sigma + 1.0 / s;
             long highRank = (long)Math.Floor((q - width) * s);

@@ -34,6 +34,22 @@ public class ByteLevelMergeTests
     /// saved with <see cref="SafetensorsWriter"/>, what MergeToFile did before) and asserts the two
     /// files are identical byte for byte, naming the first tensor that differs.
     /// </summary>
+    /// <summary>
+    /// Saves τt = θt − θ0 of each fine-tuned file (the vision tower) as a task-vector file stored in
+    /// <paramref name="stored"/>, and returns a pool of them loaded back, held in <paramref name="poolStorage"/>.
+    /// </summary>
+    private static TaskVectorPool StoredPool(TempDirectory dir, string basePath, string[] finetuned,
+        TensorDType stored = TensorDType.F32, TensorDType poolStorage = TensorDType.F32)
+    {
+        for (int t = 0; t < finetuned.Length; t++)
+        {
+            using var tv = TaskVector.FromFiles(basePath, finetuned[t], TensorFilter.ClipVisionTower);
+            tv.Save(dir.File($"tau{t}.safetensors"), stored);
+        }
+
+        return new TaskVectorPool(Enumerable.Range(0, finetuned.Length).Select(t => TaskVector.Load(dir.File($"tau{t}.safetensors"))).ToArray(), poolStorage);
+    }
+
     private static void AssertSameFileAsTensorPath(TempDirectory dir, Checkpoint @base, TaskVectorPool pool, Func<MergeMethod> create, string label)
     {
         var bytes = dir.File("bytes.safetensors");
@@ -162,14 +178,8 @@ public class ByteLevelMergeTests
         using var scope = NewDisposeScope();
         using var dir = new TempDirectory();
         var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 3, seed: 8, layout: LayoutWithLargeTensor);
-        for (int t = 0; t < finetuned.Length; t++)
-        {
-            using var tv = TaskVector.FromFiles(basePath, finetuned[t], TensorFilter.ClipVisionTower);
-            tv.Save(dir.File($"tau{t}.safetensors"), stored);
-        }
-
         using var @base = Checkpoint.Open(basePath);
-        using var pool = new TaskVectorPool(Enumerable.Range(0, finetuned.Length).Select(t => TaskVector.Load(dir.File($"tau{t}.safetensors"))).ToArray());
+        using var pool = StoredPool(dir, basePath, finetuned, stored);
         foreach (var (label, create) in KernelMethods())
         {
             AssertSameFileAsTensorPath(dir, @base, pool, create, $"{label}, stored {stored}");
@@ -187,16 +197,10 @@ public class ByteLevelMergeTests
         using var scope = NewDisposeScope();
         using var dir = new TempDirectory();
         var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 3, seed: 10, layout: LayoutWithLargeTensor);
-        for (int t = 0; t < finetuned.Length; t++)
-        {
-            using var tv = TaskVector.FromFiles(basePath, finetuned[t], TensorFilter.ClipVisionTower);
-            tv.Save(dir.File($"tau{t}.safetensors"));
-        }
-
         using var @base = Checkpoint.Open(basePath);
         var sources = finetuned.Select(Checkpoint.Open).ToArray();
         using var fromFineTuned = TaskVectorPool.FromCheckpoints(@base, sources, TensorFilter.ClipVisionTower, storage: storage);
-        using var fromStored = new TaskVectorPool(Enumerable.Range(0, finetuned.Length).Select(t => TaskVector.Load(dir.File($"tau{t}.safetensors"))).ToArray(), storage);
+        using var fromStored = StoredPool(dir, basePath, finetuned, poolStorage: storage);
         foreach (var (pool, kind) in new[] { (fromFineTuned, "fine-tuned"), (fromStored, "stored τ") })
         {
             foreach (var (label, create) in KernelMethods())
@@ -300,11 +304,8 @@ public class ByteLevelMergeTests
         using var scope = NewDisposeScope();
         using var dir = new TempDirectory();
         var (basePath, finetuned) = RandomCheckpoints.Write(dir, tasks: 2);
-        for (int t = 0; t < 2; t++)
-            using (var tv = TaskVector.FromFiles(basePath, finetuned[t], TensorFilter.ClipVisionTower))
-                tv.Save(dir.File($"tau{t}.safetensors"));
         using var @base = Checkpoint.Open(basePath);
-        using var pool = new TaskVectorPool(Enumerable.Range(0, 2).Select(t => TaskVector.Load(dir.File($"tau{t}.safetensors"))).ToArray());
+        using var pool = StoredPool(dir, basePath, finetuned);
         var method = new TaskArithmetic(0.5);
         Assert.That(ModelMerger.TryMergeBytes(@base, pool, method, dir.File("m.safetensors"), null, default), Is.True);
         AssertCloseToTensorPath(@base, pool, method, dir.File("m.safetensors"), 1e-6);

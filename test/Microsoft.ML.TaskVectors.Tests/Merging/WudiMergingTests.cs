@@ -8,6 +8,13 @@ namespace Microsoft.ML.TaskVectors.Tests.Merging;
 
 public class WudiMergingTests
 {
+    /// <summary>Three task vectors of N(0, 0.1²) entries, drawn in turn from one seeded generator.</summary>
+    private static Tensor[] ThreeSmallTaus(ulong seed, long rows, long columns)
+    {
+        var gen = new Generator(seed);
+        return [.. Enumerable.Range(0, 3).Select(_ => randn(rows, columns, generator: gen) * 0.1)];
+    }
+
     private static InMemoryTaskVectorSet Set(params Tensor[] taus) =>
         new(taus.Select((_, i) => $"t{i}").ToArray(), taus.Select(t => (IReadOnlyDictionary<string, Tensor>)new Dictionary<string, Tensor> { ["w"] = t, ["b"] = t[0] }).ToArray());
 
@@ -57,8 +64,7 @@ public class WudiMergingTests
     {
         // The reference: torch.optim.Adam on the autograd gradient of the objective, from Σt τt.
         using var scope = NewDisposeScope();
-        var gen = new Generator(5);
-        var taus = new[] { randn(6, 9, generator: gen) * 0.1, randn(6, 9, generator: gen) * 0.1, randn(6, 9, generator: gen) * 0.1 };
+        var taus = ThreeSmallTaus(seed: 5, rows: 6, columns: 9);
         using var set = Set(taus);
         var parameter = nn.Parameter(taus[0] + taus[1] + taus[2]);
         using (var adam = optim.Adam([parameter], lr: 1e-2))
@@ -90,8 +96,7 @@ public class WudiMergingTests
     public void TheObjectiveFallsFromTheSumAndOtherTensorsAreAveraged()
     {
         using var scope = NewDisposeScope();
-        var gen = new Generator(3);
-        var taus = new[] { randn(6, 8, generator: gen) * 0.1, randn(6, 8, generator: gen) * 0.1, randn(6, 8, generator: gen) * 0.1 };
+        var taus = ThreeSmallTaus(seed: 3, rows: 6, columns: 8);
         using var set = Set(taus);
         var wudi = new WudiMerging(learningRate: 1e-2, steps: 100);
         var start = WudiMerging.Objective(taus[0] + taus[1] + taus[2], taus).item<float>();
